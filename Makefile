@@ -1,0 +1,58 @@
+# Grainbox: every target sets itself up from nothing (apt packages when root, the virtual
+# environment, Python packages), so a fresh clone needs only `make demo` or `make test`.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+# Debian packages the tests and the demo drive for real: Pd (and rev3~ from extra), liblo's
+# oscsend/oscdump, PortAudio for sounddevice, libsndfile, sshd for flash tests, shellcheck and
+# systemd-analyze for deploy checks, Xvfb for the patch screenshot.
+APT_PACKAGES := puredata-core puredata-extra liblo-tools libportaudio2 libsndfile1 \
+	openssh-server openssh-client shellcheck systemd xvfb rsync
+
+.PHONY: setup apt venv test lint demo play baseline factory-model bench clean
+
+setup: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing apt packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "missing system packages:$$missing"; \
+			echo "run: sudo apt-get install -y$$missing"; exit 1; \
+		fi; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+lint: venv
+	$(PY) -m ruff check .
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+# The main job, until the end-to-end demo lands: build the synth set and print the PCA baseline.
+demo: setup
+	$(PY) -m trainer baseline --data synth
+
+baseline: setup
+	$(PY) -m trainer baseline --data synth
+
+clean:
+	rm -rf out runs .cache
