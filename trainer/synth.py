@@ -24,6 +24,9 @@ import numpy as np
 
 from trainer import GRAIN_SIZE, SAMPLE_RATE
 
+SYNTH_VERSION = 1
+"""Bump whenever rendering changes, so cached synth sets (trainer/data.py) are rebuilt."""
+
 SHAPE_NAMES: tuple[str, ...] = ("sine", "triangle", "saw", "square", "noise", "mix")
 """Oscillator shapes; the "shape" parameter is an index into this. "mix" = saw/square blend plus noise."""
 
@@ -71,19 +74,24 @@ def sample_params(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
-def render_synth_grains(n: int, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def render_synth_grains(
+    n: int, seed: int = 0, progress: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """n random synth grains, float32 [n, 1024] in [-1, 1], and the parameters of each (arrays of [n])."""
     if n < 1:
         raise ValueError(f"number of synth grains must be at least 1, got {n}")
     rng = np.random.default_rng(seed)
     params = sample_params(n, rng)
-    return render_grains(params, rng), params
+    return render_grains(params, rng, progress), params
 
 
-def render_grains(params: dict[str, np.ndarray], rng: np.random.Generator | int = 0) -> np.ndarray:
+def render_grains(
+    params: dict[str, np.ndarray], rng: np.random.Generator | int = 0, progress: bool = False
+) -> np.ndarray:
     """Render grains from explicit parameter arrays (all SYNTH_PARAM_NAMES, equal lengths): float32 [n, 1024].
 
     rng (or a seed) supplies oscillator start phases and noise, so the same call gives the same grains.
+    progress shows a tqdm bar (rendering 20,000 grains takes a few seconds).
     """
     missing = [k for k in SYNTH_PARAM_NAMES if k not in params]
     if missing:
@@ -94,7 +102,12 @@ def render_grains(params: dict[str, np.ndarray], rng: np.random.Generator | int 
         raise ValueError("synth parameter arrays must all have the same length")
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     out = np.empty((n, GRAIN_SIZE), dtype=np.float32)
-    for i in range(0, n, _CHUNK):
+    starts = range(0, n, _CHUNK)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="rendering synth grains", unit="chunk", leave=False)
+    for i in starts:
         chunk = {k: v[i : i + _CHUNK, None] for k, v in p.items()}  # columns broadcast over time
         out[i : i + _CHUNK] = _render_chunk(chunk, rng)
     return out
