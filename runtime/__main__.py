@@ -27,11 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the box: controls -> latent point -> grains -> Pd")
     _add_box_options(run)
-    run.add_argument(
-        "--controls",
-        choices=CONTROL_KINDS,
-        help="knob box (gpiozero), virtual knobs from Pd, or none (default: the config's, or box)",
-    )
 
     doctor = sub.add_parser("doctor", help="check audio devices, Pd, SPI and the model; one line each")
     _add_box_options(doctor)
@@ -53,6 +48,11 @@ def _add_box_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--osc-port", type=int, help="UDP port the runtime listens on (default 9000)")
     p.add_argument("--pd-port", type=int, help="UDP port Pd listens on (default 9001)")
+    p.add_argument(
+        "--controls",
+        choices=CONTROL_KINDS,
+        help="knob box (gpiozero), virtual knobs from Pd, or none (default: the config's, or box)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -268,9 +268,12 @@ def _check_combination(c: Config, where: str) -> None:
     seen: dict[int, str] = {}
     for name, pin in pins.items():
         if pin in seen:
-            raise ConfigError(f"{where}: [pins] {name} and {seen[pin]} are both GPIO{pin}; each needs its own pin")
+            raise ConfigError(
+                f"{where}: [pins] {name} and {seen[pin]} are both GPIO{pin}; each needs its own pin"
+            )
         if c.controls == "box" and pin in spi_pins:
             raise ConfigError(
-                f"{where}: [pins] {name} = {pin} is an SPI0 pin used by the MCP3008; choose a GPIO outside 7-11"
+                f"{where}: [pins] {name} = {pin} is an SPI0 pin used by the MCP3008; "
+                "choose a GPIO outside 7-11"
             )
         seen[pin] = name

@@ -1,0 +1,302 @@
+"""The box: the program systemd runs all day. It wires model, engine, link, controls and presets together,
+reloads the model without stopping, and reports itself in status.json (docs/box.md).
+
+Threads: liblo's OSC thread, the decode worker, the knob poller (knob box only), gpiozero's pin threads,
+and this supervisor loop, which does the slow things: model reloads (validated off the audio path, the old
+model playing until the new one has passed every check) and status writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runtime.artifact import Model, ModelError, load_model
+from runtime.atomic import write_json_atomic
+from runtime.config import Config
+from runtime.controls import Controls, make_controls
+from runtime.engine import Engine, Layout
+from runtime.link import Link, LinkError
+from runtime.performance import Performance
+from runtime.presets import PresetStore
+from runtime.threads import limit_torch_threads
+
+log = logging.getLogger("grainbox")
+
+STATUS_EVERY_S = 2.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What the watcher compares: where the path points, and that file's mtime and size."""
+
+    target: str
+    mtime_ns: int
+    size: int
+
+
+class ModelWatcher:
+    """Notices when the model path's target changes: a swapped symlink, or a file rewritten in place."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen = self.identity()
+
+    def identity(self) -> FileIdentity | None:
+        try:
+            target = os.path.realpath(self.path)
+            st = os.stat(target)
+        except OSError:
+            return None  # mid-swap or deleted: wait for the next look
+        return FileIdentity(target, st.st_mtime_ns, st.st_size)
+
+    def changed(self) -> bool:
+        now = self.identity()
+        if now is None or now == self.seen:
+            return False
+        self.seen = now
+        return True
+
+
+class Box:
+    """Everything the runtime runs, started by start(), driven by serve_forever(), ended by close()."""
+
+    def __init__(self, config: Config, controls: Controls | None = None, pin_factory: object | None = None):
+        limit_torch_threads()
+        self.config = config
+        self.model_path = config.model_path
+        self.watcher = ModelWatcher(self.model_path)
+        model = load_model(self.model_path)
+        self.loaded_at = _now()
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_error: str | None = None
+        self.hellos = 0
+        self.acks = 0
+        self.ack_mismatches = 0
+        self.confirmed: dict[int, float] = {}  # slot -> the sum Pd confirmed for the grain it holds
+        self._pings = 0
+        self.ack_listeners: list[Any] = []  # callables(slot, checksum), for benchmarks and tests
+        self._reload_requested = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts the supervisor's sleep short: stop or reload
+        self._status_dirty = threading.Event()
+        self.link = Link(config.listen_port, config.pd_port, self)
+        self.engine = Engine(
+            model, self.link, config.slots, config.spray, config.seed, Layout.from_pots(config.pots)
+        )
+        self.presets = PresetStore(config.presets_dir)
+        self.performance = Performance(config, self.engine, self.link, self.presets)
+        self.controls = controls or make_controls(config, self.performance, pin_factory)
+        self._log_model(model, "loaded")
+
+    @property
+    def model(self) -> Model:
+        return self.engine.model
+
+    # --------------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self.link.start()
+        self.engine.start()
+        self.engine.request(self.performance.state)  # grains for the starting state; /model goes first
+        self.performance.send_params()
+        self.controls.start()
+        self.write_status()
+        log.info(
+            "listening on 127.0.0.1:%d, Pd at 127.0.0.1:%d, controls: %s, %d slots",
+            self.link.port,
+            self.config.pd_port,
+            self.controls.kind,
+            self.config.slots,
+        )
+
+    def serve_forever(self) -> None:
+        """Watch for reload requests and keep status.json fresh until stop()."""
+        next_status = 0.0
+        while not self._stop.is_set():
+            if self._reload_requested.is_set() or self.watcher.changed():
+                self._reload_requested.clear()
+                self.reload()
+            now = time.monotonic()
+            if now >= next_status or self._status_dirty.is_set():
+                if now >= next_status:
+                    self._pings += 1
+                    self.link.send_ping(self._pings)  # keeps pd_last_heard_s fresh while Pd lives
+                self._status_dirty.clear()
+                self.write_status()
+                next_status = now + STATUS_EVERY_S
+            self._wake.wait(self.config.model_poll_s)
+            self._wake.clear()
+        self.write_status()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def close(self) -> None:
+        self.controls.close()
+        self.engine.close()
+        self.link.close()
+
+    # ------------------------------------------------------------------------------------------ reload
+
+    def request_reload(self, reason: str) -> None:
+        """Ask the supervisor loop to reload (SIGHUP, OSC /reload): safe from any thread or signal."""
+        log.info("reload requested (%s)", reason)
+        self._reload_requested.set()
+        self._wake.set()
+
+    def reload(self) -> bool:
+        """Validate the file the model path names now; swap it in only if every check passes."""
+        self.watcher.seen = self.watcher.identity()
+        try:
+            model = load_model(self.model_path)
+        except ModelError as e:
+            self.reload_failures += 1
+            self.last_error = str(e)
+            log.error("reload refused, still playing %s: %s", self.model.name, e)
+            self._status_dirty.set()
+            return False
+        self.engine.set_model(model)
+        self.reloads += 1
+        self.loaded_at = _now()
+        self.last_error = None
+        self._log_model(model, "reloaded")
+        self._status_dirty.set()
+        return True
+
+    def _log_model(self, model: Model, verb: str) -> None:
+        log.info(
+            "%s model %s (%s, sha256 %s): %d anchors, grain %d @ %d Hz, decode %.2f ms",
+            verb,
+            model.name,
+            os.path.realpath(model.path),
+            model.sha256[:12],
+            model.num_anchors,
+            model.grain_size,
+            model.sample_rate,
+            model.decode_ms,
+        )
+        for warning in model.warnings:
+            log.warning("model %s: %s", model.name, warning)
+
+    # ------------------------------------------------------------------------------------------ status
+
+    def slots_confirmed(self) -> int:
+        """How many slots Pd has confirmed (/ack) holding exactly the grain the runtime last sent them."""
+        tolerance = 1e-3 * self.model.grain_size
+        latest = {slot: sums[-1] for slot, sums in list(self.link.sent_sums.items()) if sums}
+        confirmed = list(self.confirmed.items())
+        return sum(1 for slot, total in confirmed if abs(latest.get(slot, math.inf) - total) <= tolerance)
+
+    def status(self) -> dict[str, Any]:
+        model = self.model
+        heard = self.link.last_heard
+        return {
+            "pid": os.getpid(),
+            "model_path": str(self.model_path),
+            "model_file": os.path.realpath(model.path),
+            "model_sha256": model.sha256,
+            "model_name": model.name,
+            "loaded_at": self.loaded_at,
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+            "last_error": self.last_error,
+            "osc_malformed": self.link.malformed,
+            "osc_received": self.link.received,
+            "grains_sent": self.link.grains_sent,
+            "updated_at": _now(),
+            # beyond docs/box.md's minimum: what an engineer wants when the box misbehaves
+            "controls": self.controls.kind,
+            "slots": self.config.slots,
+            "osc_port": self.link.port,
+            "pd_port": self.config.pd_port,
+            "pd_hellos": self.hellos,
+            "pd_acks": self.acks,
+            "pd_ack_mismatches": self.ack_mismatches,
+            "pd_slots_confirmed": self.slots_confirmed(),
+            "pd_last_heard_s": None if heard is None else round(time.monotonic() - heard, 2),
+            "osc_last_drop": self.link.last_drop,
+            "decodes": self.engine.decodes,
+            "decode_requests": self.engine.requests,
+            "decodes_coalesced": self.engine.coalesced,
+            "decode_errors": self.engine.errors,
+            "last_decode_ms": round(self.engine.last_decode_ms, 3),
+            "anchor": self.performance.state.anchor,
+            "freeze": self.performance.state.freeze,
+        }
+
+    def write_status(self) -> None:
+        try:
+            write_json_atomic(self.config.status_path, self.status())
+        except OSError as e:  # a full or read-only card must not stop the music
+            log.error("cannot write %s: %s", self.config.status_path, e)
+
+    # ----------------------------------------------------------------------- OSC handlers (LinkHandlers)
+
+    def on_hello(self) -> None:
+        self.hellos += 1
+        log.info("Pd said hello: sending /model and every slot")
+        self.engine.resend()
+        self.performance.send_params()
+
+    def on_ack(self, slot: int, checksum: float) -> None:
+        self.acks += 1
+        self.confirmed[slot] = checksum
+        tolerance = 1e-3 * self.model.grain_size
+        if not any(abs(sent - checksum) <= tolerance for sent in list(self.link.sent_sums.get(slot, ()))):
+            self.ack_mismatches += 1  # Pd stored something the runtime never sent to that slot
+        for listener in self.ack_listeners:
+            listener(slot, checksum)
+
+    def on_knob(self, index: int, value: float) -> None:
+        self.controls.virtual_knob(index, value)
+
+    def on_note(self, pitch: int, velocity: int) -> None:
+        self.controls.virtual_note(pitch, velocity)
+
+    def on_pong(self, ping_id: int) -> None:
+        log.debug("pong %d", ping_id)
+
+    def on_reload(self) -> None:
+        self.request_reload("OSC /reload")
+
+
+def run_box(config: Config) -> int:
+    """`python -m runtime run`: log to stdout (journald adds the time), serve until SIGTERM or SIGINT."""
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
+    logging.captureWarnings(True)  # gpiozero's pin-factory fallbacks, into the same log
+    try:
+        box = Box(config)
+    except ModelError as e:
+        log.error("cannot start: %s", e)
+        return 1
+    except LinkError as e:
+        log.error("cannot start: %s", e)
+        return 1
+    signal.signal(signal.SIGHUP, lambda *_: box.request_reload("SIGHUP"))
+    signal.signal(signal.SIGTERM, lambda *_: box.stop())
+    signal.signal(signal.SIGINT, lambda *_: box.stop())
+    box.start()
+    try:
+        box.serve_forever()
+    finally:
+        box.close()
+        log.info("stopped")
+    return 0

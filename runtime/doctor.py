@@ -1,0 +1,168 @@
+"""`python -m runtime doctor`: one line per thing the box needs, OK or FAIL, and for each FAIL the fix.
+
+    OK    audio: 2 output devices (default: bcm2835 Headphones)
+    FAIL  Pd: no /pong from 127.0.0.1:9001 in 1.0 s; is grainbox-pd running? (systemctl status grainbox-pd)
+    OK    SPI: /dev/spidev0.0 present (MCP3008 on SPI0 CE0)
+    OK    model: factory-synth (3f2a9c1b0e4d) from /var/lib/grainbox/models/current
+
+Pd answers /ping on its port with /pong sent to the runtime's port (docs/osc.md), so the doctor listens on
+the runtime's port. When the runtime is running that port is taken: the doctor then pings the runtime
+(which answers the sender) and reads how long ago it last heard Pd from status.json instead.
+Exit status: 0 when every line is OK (or SKIP), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.config import Config
+
+PD_FRESH_S = 10.0  # the runtime pings Pd every 2 s; older than this and Pd is not answering
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the doctor's report."""
+
+    verdict: str  # "OK", "FAIL" or "SKIP"
+    what: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.verdict:<5} {self.what}: {self.detail}"
+
+
+def check_audio() -> Finding:
+    try:
+        import sounddevice
+    except (ImportError, OSError) as e:  # OSError: the PortAudio library itself is missing
+        return Finding("FAIL", "audio", f"cannot use PortAudio ({e}); fix: sudo apt install libportaudio2")
+    try:
+        devices = [d for d in sounddevice.query_devices() if d["max_output_channels"] > 0]
+    except Exception as e:  # PortAudio errors are plain Exceptions in sounddevice
+        return Finding("FAIL", "audio", f"PortAudio cannot list devices: {e}")
+    if not devices:
+        return Finding(
+            "FAIL",
+            "audio",
+            "no output device; plug in the sound card, check `aplay -l`, and that the user is in group audio",
+        )
+    names = ", ".join(d["name"] for d in devices[:4])
+    return Finding("OK", "audio", f"{len(devices)} output device(s): {names}")
+
+
+def check_spi(config: Config, dev_root: Path = Path("/dev")) -> Finding:
+    node = dev_root / f"spidev{config.spi_port}.{config.spi_device}"
+    if config.controls != "box":
+        return Finding("SKIP", "SPI", f"not needed with controls = {config.controls}")
+    if node.exists():
+        return Finding("OK", "SPI", f"{node} present (MCP3008 on SPI{config.spi_port} CE{config.spi_device})")
+    return Finding(
+        "FAIL",
+        "SPI",
+        f"{node} is missing; enable SPI (`sudo raspi-config nonint do_spi 0`, or dtparam=spi=on in "
+        "/boot/firmware/config.txt) and reboot",
+    )
+
+
+def check_model(config: Config) -> Finding:
+    from runtime.artifact import ModelError, load_model
+
+    try:
+        model = load_model(config.model_path)
+    except ModelError as e:
+        return Finding("FAIL", "model", str(e))
+    return Finding("OK", "model", f"{model.name} ({model.sha256[:12]}) from {config.model_path}")
+
+
+def check_pd(config: Config, timeout: float) -> Finding:
+    import pyliblo3 as liblo
+
+    heard = threading.Event()
+    try:
+        server = liblo.ServerThread(config.listen_port, liblo.UDP)
+    except liblo.ServerError:
+        return _check_pd_through_runtime(config, timeout)
+    server.add_method("/pong", "i", lambda path, args: heard.set())
+    server.add_method("/hello", "", lambda path, args: heard.set())  # a Pd with no model yet says hello
+    server.start()
+    try:
+        target = liblo.Address("127.0.0.1", config.pd_port, liblo.UDP)
+        server.send(target, liblo.Message("/ping", 1))
+        answered = heard.wait(timeout)
+    finally:
+        server.stop()
+        server.free()
+    if answered:
+        return Finding("OK", "Pd", f"answered on 127.0.0.1:{config.pd_port}")
+    return Finding(
+        "FAIL",
+        "Pd",
+        f"no /pong from 127.0.0.1:{config.pd_port} in {timeout:g} s; is Pd running main.pd with ports "
+        f"{config.pd_port} {config.listen_port}? (systemctl status grainbox-pd)",
+    )
+
+
+def _check_pd_through_runtime(config: Config, timeout: float) -> Finding:
+    """The runtime holds the port: ask it whether it hears Pd (status.json's pd_last_heard_s)."""
+    if not _runtime_answers(config.listen_port, timeout):
+        return Finding(
+            "FAIL",
+            "Pd",
+            f"UDP port {config.listen_port} is taken but no runtime answers /ping there; "
+            "find the process with `ss -ulpn` and stop it",
+        )
+    try:
+        status = json.loads(config.status_path.read_text())
+    except (OSError, ValueError) as e:
+        return Finding("FAIL", "Pd", f"the runtime is running but {config.status_path} is unreadable: {e}")
+    ago = status.get("pd_last_heard_s")
+    if isinstance(ago, int | float) and ago <= PD_FRESH_S:
+        return Finding("OK", "Pd", f"the running runtime heard Pd {ago:.1f} s ago")
+    return Finding(
+        "FAIL",
+        "Pd",
+        f"the running runtime has not heard Pd for {ago if ago is not None else 'ever'} s; "
+        "is grainbox-pd running? (systemctl status grainbox-pd)",
+    )
+
+
+def _runtime_answers(port: int, timeout: float) -> bool:
+    import pyliblo3 as liblo
+
+    heard = threading.Event()
+    server = liblo.ServerThread(None, liblo.UDP)
+    server.add_method("/pong", "i", lambda path, args: heard.set())
+    server.start()
+    try:
+        server.send(liblo.Address("127.0.0.1", port, liblo.UDP), liblo.Message("/ping", os.getpid()))
+        return heard.wait(timeout)
+    finally:
+        server.stop()
+        server.free()
+
+
+def run_doctor(config: Config, timeout: float = 1.0) -> int:
+    """Print one line per check; 0 when nothing failed."""
+    checks: list[tuple[str, Callable[[], Finding]]] = [
+        ("audio", check_audio),
+        ("Pd", lambda: check_pd(config, timeout)),
+        ("SPI", lambda: check_spi(config)),
+        ("model", lambda: check_model(config)),
+    ]
+    failed = 0
+    for what, check in checks:
+        started = time.monotonic()
+        try:
+            finding = check()
+        except Exception as e:  # the doctor must finish its list whatever one check runs into
+            finding = Finding("FAIL", what, f"the check itself failed: {e!r}")
+        failed += finding.verdict == "FAIL"
+        print(finding.line() + ("" if time.monotonic() - started < 5 else " (slow check)"), flush=True)
+    return 1 if failed else 0

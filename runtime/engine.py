@@ -1,0 +1,208 @@
+"""The engine: from control state to latent points to grains, decoded in one worker thread.
+
+The latent point is the current anchor plus one offset per axis knob, each `(2v - 1) * 2 * scales[k] *
+axes[k]` (docs/model-format.md: a knob sweeps the centre +-2 spreads). All N slots are decoded as one
+batch: slot 0 at the point, the others at the point plus fixed random directions in the principal
+subspace, scaled by the spray knob, so the grain cloud has variety and still moves smoothly with the knobs.
+
+Requests coalesce: the worker always decodes the newest state, and states that arrived while it was busy
+are dropped, never queued. A knob swept fast therefore costs at most one decode behind, not a backlog.
+The worker is also the only sender of /model and /grain, so a model swap can never interleave its
+/model with grains of the old size.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from runtime.artifact import Model
+from runtime.presets import ControlState
+
+log = logging.getLogger(__name__)
+
+
+class GrainSender(Protocol):
+    """Where decoded material goes (the OSC link)."""
+
+    def send_model(self, model: Model, slots: int) -> None: ...
+    def send_grains(self, grains: np.ndarray) -> None: ...
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which knobs move which axis, and which knob is the spray."""
+
+    axis_knobs: tuple[tuple[int, int], ...]  # (knob index, axis index)
+    spray_knob: int | None
+
+    @classmethod
+    def from_pots(cls, pots: Sequence[str]) -> Layout:
+        axes = tuple((i, int(p[4:]) - 1) for i, p in enumerate(pots) if p.startswith("axis"))
+        spray = next((i for i, p in enumerate(pots) if p == "spray"), None)
+        return cls(axes, spray)
+
+
+def latent_points(
+    model: Model, state: ControlState, layout: Layout, spray_dirs: Tensor, spray_max: float
+) -> Tensor:
+    """The N latent points [N, Z] for a control state: the point itself, then the spray cloud around it."""
+    point = model.anchors[state.anchor % model.num_anchors].clone()
+    for knob, axis in layout.axis_knobs:
+        if axis < model.num_axes:
+            point += (2 * state.knobs[knob] - 1) * 2 * model.scales[axis] * model.axes[axis]
+    spray = state.knobs[layout.spray_knob] * spray_max if layout.spray_knob is not None else 0.0
+    # spray_dirs are standard normal in axis units; scaling by the spreads keeps the cloud in the
+    # region the model was trained on, whatever its latent size.
+    offsets = (spray_dirs * model.scales) @ model.axes
+    return torch.cat([point[None], point + spray * offsets])
+
+
+def spray_directions(model: Model, slots: int, seed: int) -> Tensor:
+    """Fixed random directions, one per extra slot, drawn once per model so the cloud is stable."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(slots - 1, model.num_axes, generator=generator)
+
+
+class Engine:
+    """Owns the playing model and the decode worker. Every public method is quick and thread-safe."""
+
+    def __init__(
+        self,
+        model: Model,
+        sender: GrainSender,
+        slots: int = 8,
+        spray_max: float = 1.0,
+        seed: int = 0,
+        layout: Layout | None = None,
+    ) -> None:
+        self.sender = sender
+        self.slots = slots
+        self.spray_max = spray_max
+        self.seed = seed
+        self.layout = layout or Layout.from_pots(
+            ["axis1", "axis2", "axis3", "axis4", "none", "none", "none", "spray"]
+        )
+        self._cond = threading.Condition()
+        self._model = model
+        self._spray_dirs = spray_directions(model, slots, seed)
+        self._latest = ControlState()
+        self._pending: ControlState | None = None
+        self._resend = False
+        self._frozen = False
+        self._closing = False
+        self._sent_model: Model | None = None
+        self._last_grains: np.ndarray | None = None
+        self._thread = threading.Thread(target=self._work, name="decode", daemon=True)
+        # figures for status.json and the benchmarks
+        self.requests = 0
+        self.coalesced = 0  # requests replaced by a newer one before the worker got to them
+        self.decodes = 0
+        self.errors = 0
+        self.repaired_samples = 0
+        self.last_decode_ms = 0.0
+
+    @property
+    def model(self) -> Model:
+        return self._model
+
+    @property
+    def last_grains(self) -> np.ndarray | None:
+        return self._last_grains
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def request(self, state: ControlState) -> None:
+        """Decode the cloud for this state (unless frozen); replaces any request still waiting."""
+        with self._cond:
+            self._latest = state.copy()
+            if self._frozen:
+                return
+            self._submit(self._latest.copy())
+
+    def set_frozen(self, frozen: bool) -> None:
+        """While frozen the slots keep their grains; unfreezing decodes the state reached meanwhile."""
+        with self._cond:
+            was, self._frozen = self._frozen, frozen
+        if was and not frozen:
+            self.request(self._latest)
+
+    def set_model(self, model: Model) -> None:
+        """Play `model` from now on: the worker sends /model, then the slots decoded with it."""
+        with self._cond:
+            self._model = model
+            self._spray_dirs = spray_directions(model, self.slots, self.seed)
+            self._latest.anchor %= model.num_anchors
+            self._submit(self._latest.copy())
+
+    def _submit(self, state: ControlState) -> None:  # with self._cond held
+        self.requests += 1
+        self.coalesced += self._pending is not None
+        self._pending = state
+        self._cond.notify()
+
+    def resend(self) -> None:
+        """Pd restarted (/hello): send /model and every slot again, without decoding anew."""
+        with self._cond:
+            self._resend = True
+            self._cond.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._resend and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                state, resend = self._pending, self._resend
+                self._pending, self._resend = None, False
+                model, spray_dirs = self._model, self._spray_dirs
+            try:
+                self._serve(model, spray_dirs, state, resend)
+            except Exception:  # one bad decode or send must not end the box's only decode thread
+                self.errors += state is not None
+                log.exception("decoding or sending grains failed; the slots keep their last grains")
+
+    def _serve(self, model: Model, spray_dirs: Tensor, state: ControlState | None, resend: bool) -> None:
+        if resend or model is not self._sent_model:
+            self.sender.send_model(model, self.slots)
+            self._sent_model = model
+            if state is None and self._last_grains is not None:
+                self.sender.send_grains(self._last_grains)
+            elif state is None:
+                state = self._latest.copy()
+        if state is None:
+            return
+        start = time.perf_counter()
+        z = latent_points(model, state, self.layout, spray_dirs, self.spray_max)
+        grains = model.decode(z).numpy()
+        grains = self._safe(grains)
+        self.last_decode_ms = (time.perf_counter() - start) * 1e3
+        self._last_grains = grains
+        self.decodes += 1
+        self.sender.send_grains(grains)
+
+    def _safe(self, grains: np.ndarray) -> np.ndarray:
+        # The probe checked the model at the points knobs reach; a spray far out could still find a NaN or
+        # an overshoot somewhere. Pd must never receive either: repair, count, keep playing.
+        bad = ~np.isfinite(grains) | (np.abs(grains) > 1)
+        if bad.any():
+            self.repaired_samples += int(bad.sum())
+            grains = np.clip(np.nan_to_num(grains, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        return np.ascontiguousarray(grains, dtype=np.float32)

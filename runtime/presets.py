@@ -1,0 +1,108 @@
+"""Presets: a saved control state (knobs, anchor, freeze), one JSON file each under state/presets/.
+
+Files are written atomically (runtime.atomic), so pulling the plug while saving leaves the previous
+preset or the new one, never half a file. A preset that cannot be read is refused with PresetError
+naming the file and the problem; the playing state is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runtime.atomic import TEMP_PREFIX, remove_stale_temps, write_json_atomic
+
+FORMAT = 1
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+
+
+class PresetError(Exception):
+    """A preset that cannot be saved or recalled; the message names it and the problem."""
+
+
+@dataclass
+class ControlState:
+    """What the player has set: the 8 knob positions (0..1), the anchor (sound) index, freeze."""
+
+    knobs: list[float] = field(default_factory=lambda: [0.5] * 8)
+    anchor: int = 0
+    freeze: bool = False
+
+    def copy(self) -> ControlState:
+        return ControlState(list(self.knobs), self.anchor, self.freeze)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"knobs": [round(v, 6) for v in self.knobs], "anchor": self.anchor, "freeze": self.freeze}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ControlState:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        knobs, anchor, freeze = data.get("knobs"), data.get("anchor"), data.get("freeze")
+        if not (isinstance(knobs, list) and len(knobs) == 8 and all(_unit(v) for v in knobs)):
+            raise ValueError("`knobs` must be 8 numbers in 0..1")
+        if not isinstance(anchor, int) or isinstance(anchor, bool) or anchor < 0:
+            raise ValueError("`anchor` must be an integer >= 0")
+        if not isinstance(freeze, bool):
+            raise ValueError("`freeze` must be true or false")
+        return cls([float(v) for v in knobs], anchor, freeze)
+
+
+def _unit(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+
+
+class PresetStore:
+    """Named presets in one folder. Names are plain (letters, digits, space, _ . -); files are NAME.json."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.folder)  # left by a save that was killed: never a preset
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("*.json") if not p.name.startswith(TEMP_PREFIX))
+
+    def latest(self) -> str | None:
+        """The most recently saved preset's name."""
+        files = [p for p in self.folder.glob("*.json") if not p.name.startswith(TEMP_PREFIX)]
+        return max(files, key=lambda p: p.stat().st_mtime_ns).stem if files else None
+
+    def next_name(self) -> str:
+        """preset-001, preset-002, ...: the first free number after the highest in use."""
+        numbers = [int(m.group(1)) for n in self.names() if (m := re.fullmatch(r"preset-(\d+)", n))]
+        return f"preset-{max(numbers, default=0) + 1:03d}"
+
+    def save(self, state: ControlState, name: str | None = None, model_name: str = "") -> str:
+        name = name or self.next_name()
+        if not NAME.match(name):
+            raise PresetError(
+                f"preset name {name!r} is not allowed; use up to 64 letters, digits, space, _ . -"
+            )
+        document = {
+            "format": FORMAT,
+            "name": name,
+            "model_name": model_name,
+            "saved_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **state.to_json(),
+        }
+        write_json_atomic(self.folder / f"{name}.json", document)
+        return name
+
+    def load(self, name: str) -> ControlState:
+        path = self.folder / f"{name}.json"
+        if not NAME.match(name) or not path.is_file():
+            known = ", ".join(self.names()) or "none saved yet"
+            raise PresetError(f"no preset named {name!r} in {self.folder} (presets: {known})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, this runtime reads format {FORMAT}")
+            return ControlState.from_json(data)
+        except (ValueError, AttributeError, OSError) as e:
+            raise PresetError(f"preset {path} cannot be recalled: {e}; save it again or delete it") from None
