@@ -1,0 +1,135 @@
+"""Render harness for the Pd patch: play a timed score of OSC messages into the real pd/main.pd, get a WAV.
+
+How it works (batch mode, faster than real time):
+
+1. Each message of the score is serialised by pyliblo3 itself (liblo sends it to a UDP socket of ours on
+   127.0.0.1 and we keep the datagram's bytes), so the patch parses exactly what the runtime would send.
+2. A throw-away driver patch holds ``[main pd_port runtime_port]`` and a ``[qlist]`` that sends each
+   packet's bytes to ``gb_osc_bytes`` at its time. That receiver feeds the same ``[oscparse]`` as the
+   UDP socket, so every check and route of pd/grainbox-osc.pd is exercised (only the socket is skipped:
+   Pd does not poll sockets in batch mode; tests/test_pd_osc.py covers the sockets in real time).
+3. The score starts with ``/record 1 <wav>`` and ends with ``/record 0``, and Pd runs with
+   ``pd -nogui -noaudio -batch``: logical time runs as fast as the CPU allows, so a 2 s render takes a
+   fraction of that. The WAV (32-bit float, stereo, Pd's sample rate) comes back as a numpy array.
+
+Example::
+
+    score = Score()
+    score.add(0, "/model", 22050, 1024, 8, 8)
+    score.add(0, "/grain", 0, *sine(1024, 441.0))
+    score.add(0, "/param", "density", 50.0)
+    audio = render(score, seconds=1.0, workdir=tmp_path).audio   # (frames, 2) float32
+
+The harness is also used by bench/pd_render.py to time the patch.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyliblo3 as liblo
+import soundfile
+
+REPO = Path(__file__).resolve().parent.parent
+PD_DIR = REPO / "pd"
+HOST = "127.0.0.1"
+SAMPLE_RATE = 44100
+PD_BINARY = os.environ.get("GRAINBOX_PD", "pd")
+
+
+def osc_bytes(path: str, *args: Any) -> bytes:
+    """The datagram pyliblo3 sends for the OSC message path(*args) (ints stay 'i', floats 'f', str 's')."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(5.0)
+        liblo.send(liblo.Address(HOST, sock.getsockname()[1], liblo.UDP), liblo.Message(path, *args))
+        return sock.recv(65536)
+
+
+@dataclass
+class Score:
+    """OSC messages at times in ms from the start of the render."""
+
+    events: list[tuple[float, bytes]] = field(default_factory=list)
+
+    def add(self, at_ms: float, path: str, *args: Any) -> None:
+        self.add_raw(at_ms, osc_bytes(path, *args))
+
+    def add_raw(self, at_ms: float, packet: bytes) -> None:
+        """A packet as given (for malformed-message tests); it goes through the patch's parser."""
+        self.events.append((float(at_ms), packet))
+
+
+@dataclass
+class Render:
+    audio: np.ndarray  # (frames, 2) float32
+    sample_rate: int
+    log: str  # what Pd printed (its stderr)
+    wall_seconds: float  # how long Pd ran, start to exit
+
+
+def _qlist_text(score: Score, end_ms: float, wav: Path) -> str:
+    """[qlist] text: each line waits its delta in ms, then sends the packet's bytes to gb_osc_bytes."""
+    events = [(0.0, osc_bytes("/record", 1, str(wav))), *sorted(score.events, key=lambda e: e[0]),
+              (end_ms, osc_bytes("/record", 0, ""))]
+    lines, now = [], 0.0
+    for at, packet in events:
+        lines.append(f"{at - now:g} gb_osc_bytes {' '.join(map(str, packet))};")
+        now = at
+    lines.append("50 pd quit;")  # let [writesf~] flush and close the file
+    return "\n".join(lines) + "\n"
+
+
+def driver_patch(qlist: Path, pd_port: int, runtime_port: int) -> str:
+    """A patch that holds main.pd (as an abstraction) and plays the qlist once it has loaded."""
+    return (
+        "#N canvas 0 0 450 200 12;\n"
+        f"#X obj 20 20 main {pd_port} {runtime_port};\n"
+        "#X obj 20 60 loadbang;\n"
+        f"#X msg 20 90 read {qlist} \\, bang;\n"
+        "#X obj 20 120 qlist;\n"
+        "#X connect 1 0 2 0;\n"
+        "#X connect 2 0 3 0;\n"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def pd_command(patch: Path, batch: bool = True, sample_rate: int = SAMPLE_RATE) -> list[str]:
+    """The Pd command line: headless, no audio device, pd/ on the search path."""
+    cmd = [PD_BINARY, "-nogui", "-noaudio", "-stderr", "-r", str(sample_rate), "-path", str(PD_DIR)]
+    return [*cmd, "-batch", patch.as_posix()] if batch else [*cmd, patch.as_posix()]
+
+
+def render(score: Score, seconds: float, workdir: Path, timeout: float = 120.0) -> Render:
+    """Play score into the patch for `seconds` of Pd time in batch mode and return the recorded output."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    wav, qlist, patch = workdir / "render.wav", workdir / "score.txt", workdir / "driver.pd"
+    wav.unlink(missing_ok=True)
+    qlist.write_text(_qlist_text(score, seconds * 1000.0, wav))
+    patch.write_text(driver_patch(qlist, free_port(), free_port()))
+    start = time.monotonic()
+    proc = subprocess.run(pd_command(patch), capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    wall = time.monotonic() - start
+    if proc.returncode != 0 or not wav.exists():
+        raise RuntimeError(f"Pd failed (exit {proc.returncode}, wav {'made' if wav.exists() else 'missing'}):"
+                           f"\n{proc.stderr[-3000:]}")
+    audio, sr = soundfile.read(wav, dtype="float32", always_2d=True)
+    return Render(audio=audio, sample_rate=sr, log=proc.stderr, wall_seconds=wall)
+
+
+def sine(n: int, cycles: float, amplitude: float = 1.0) -> list[float]:
+    """n samples holding exactly `cycles` periods of a sine (a grain that loops without a seam)."""
+    t = np.arange(n) / n
+    return [float(v) for v in amplitude * np.sin(2 * np.pi * cycles * t)]
