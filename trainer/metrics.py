@@ -34,8 +34,10 @@ _CHUNK = 2048  # grains per STFT batch: ~70 MB of float64 spectra at G = 1024
 
 def _as_grains(x, name: str) -> torch.Tensor:
     """Any array-like [N, G] or [G] as a float64 CPU tensor [N, G]."""
-    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
-    t = t.to(device="cpu", dtype=torch.float64)
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to(device="cpu", dtype=torch.float64)
+    else:  # a float64 copy: grains are often read-only memmaps, which torch.from_numpy warns about
+        t = torch.from_numpy(np.array(x, dtype=np.float64))
     if t.ndim == 1:
         t = t.unsqueeze(0)
     if t.ndim != 2:
