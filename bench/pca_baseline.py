@@ -1,0 +1,53 @@
+"""PCA baseline (issue 2): SC, LSD and SNR of validation grains reconstructed from k = 8, 16, 32, 64
+principal components, on the built-in synth set and on ../shared/datasets/timgm6mb-notes.
+
+    .venv/bin/python bench/pca_baseline.py           # about a minute on 2 cores (first run renders/reads)
+
+This is the floor: a VAE with latent size k must do better than PCA with k components (bench/grain_vae.py
+compares them on the same validation grains). The metrics are trainer/metrics.py's reference definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from trainer.commands.baseline import format_table  # noqa: E402
+from trainer.data import load_grains  # noqa: E402
+from trainer.pca import pca_baseline_table  # noqa: E402
+
+NOTES = REPO.parent / "shared" / "datasets" / "timgm6mb-notes"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--k", default="8,16,32,64", help="components, comma-separated (8,16,32,64)")
+    p.add_argument("--notes", type=Path, default=NOTES, help=f"the instrument-notes folder ({NOTES})")
+    args = p.parse_args()
+    ks = [int(k) for k in args.k.split(",")]
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}")
+    sets = [("synth", "synth (20,000 grains, seed 0)")]
+    if args.notes.is_dir():
+        sets.append((str(args.notes), f"timgm6mb-notes ({args.notes.name}, split by file)"))
+    else:
+        print(f"skipping the instrument notes: {args.notes} is absent (it exists only on our machines)")
+    for data, title in sets:
+        started = time.perf_counter()
+        gs = load_grains(data, progress=False)
+        rows = pca_baseline_table(gs.train, gs.val, ks)
+        print()
+        print(format_table(rows, f"{title}: {len(gs.train):,} train / {len(gs.val):,} validation grains"))
+        print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
