@@ -229,6 +229,8 @@ class Box:
             "pd_acks": self.acks,
             "pd_ack_mismatches": self.ack_mismatches,
             "pd_slots_confirmed": self.slots_confirmed(),
+            # the sum of each slot's samples as Pd reported storing them (/ack), null until it has
+            "pd_slot_sums": [self.confirmed.get(slot) for slot in range(self.config.slots)],
             "pd_last_heard_s": None if heard is None else round(time.monotonic() - heard, 2),
             "osc_last_drop": self.link.last_drop,
             "decodes": self.engine.decodes,

@@ -101,6 +101,7 @@ class Engine:
         self._closing = False
         self._sent_model: Model | None = None
         self._last_grains: np.ndarray | None = None
+        self.last_points: Tensor | None = None  # [N, Z] latent points of the grains last sent; row 0 = point
         self._thread = threading.Thread(target=self._work, name="decode", daemon=True)
         # figures for status.json and the benchmarks
         self.requests = 0
@@ -195,6 +196,7 @@ class Engine:
         grains = self._safe(grains)
         self.last_decode_ms = (time.perf_counter() - start) * 1e3
         self._last_grains = grains
+        self.last_points = z
         self.decodes += 1
         self.sender.send_grains(grains)
 
