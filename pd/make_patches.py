@@ -19,6 +19,7 @@ from pdwriter import Patch
 
 HERE = Path(__file__).resolve().parent
 MAX_SLOTS = 16  # /model may ask for up to this many grain slots
+GUARD = 3  # each slot table holds [g[G-1], g[0] .. g[G-1], g[0], g[1]] so [tabread4~] wraps smoothly
 RING = 4  # tables per slot: a new grain goes into a table no voice is reading (double buffering, x4)
 VOICES = 32  # [clone]d grain voices; the `voices` parameter uses the first n of them
 STEAL_FADE_MS = 3  # a stolen voice fades out over this ...
@@ -179,9 +180,11 @@ def voice() -> Patch:
     div = p.obj(100, 600, "/~ 1024")
     wrap = p.obj(100, 630, "wrap~")
     mul = p.obj(100, 660, "*~ 1024")
+    skip = p.obj(170, 660, "+~ 1")
     read = p.obj(100, 690, "tabread4~ gb_tab_0")
     gsize = p.obj(200, 570, "r gb_grainsize")
-    p.chain(ramp, phase, div, wrap, mul, read)
+    p.chain(ramp, phase, div, wrap, mul, skip, read)
+    p.comment(230, 660, "(skip the guard point)", 12)
     p.connect(settab, 0, read)
     p.connect(gsize, 0, div, 1)
     p.connect(gsize, 0, mul, 1)
@@ -607,6 +610,53 @@ PICK_RING = ("expr $f1*4 + if(gb_busy[$f1*4 + ($f2+1)%4] <= min(gb_busy[$f1*4 + 
              "gb_busy[$f1*4 + ($f2+3)%4], ($f2+2)%4, ($f2+3)%4))")
 
 
+def guard_points() -> Patch:
+    """Subpatch: after a grain is written at table[1..G], copy table[G] to table[0] and table[1..2] to
+    table[G+1..G+2], so 4-point interpolation across the loop point reads the loop's own samples."""
+    p = Patch(600, 320)
+    go = p.obj(20, 20, "inlet")
+    name = p.obj(300, 20, "inlet")
+    p.comment(360, 20, "<- table name, then a bang", 20)
+    names = p.obj(300, 50, "t s s s s")
+    p.connect(name, 0, names)
+    t = p.obj(20, 50, "t b b b")
+    p.connect(go, 0, t)
+    size = p.obj(200, 80, "v gb_grainsize")
+    size_t = p.obj(200, 110, "t f f")
+    plus1 = p.obj(300, 140, "+ 1")
+    last = p.obj(200, 140, "f")
+    p.connect(t, 2, size)
+    p.connect(size, 0, size_t)
+    p.connect(size_t, 1, plus1)
+    p.connect(size_t, 0, last, 1)
+    p.comment(20, 80, "1: table[1..2] -> table[G+1..G+2]", 20)
+    head = p.obj(400, 170, "t b b")
+    two, one = p.msg(460, 200, "2"), p.msg(400, 200, "1")
+    head_get, head_set = p.obj(400, 230, "array get"), p.obj(400, 270, "array set")
+    p.connect(t, 1, head)
+    p.connect(head, 1, two)
+    p.connect(head, 0, one)
+    p.connect(two, 0, head_get, 1)
+    p.connect(one, 0, head_get)
+    p.connect(plus1, 0, head_set, 1)
+    p.connect(head_get, 0, head_set)
+    p.comment(20, 170, "2: table[G] -> table[0]", 20)
+    tail = p.obj(20, 200, "t b b")
+    n1, zero = p.msg(80, 230, "1"), p.msg(120, 230, "0")
+    tail_get, tail_set = p.obj(20, 260, "array get"), p.obj(20, 290, "array set")
+    p.connect(t, 0, tail)
+    p.connect(tail, 1, n1)
+    p.connect(tail, 1, zero)
+    p.connect(n1, 0, tail_get, 1)
+    p.connect(zero, 0, tail_set, 1)
+    p.connect(tail, 0, last)
+    p.connect(last, 0, tail_get)
+    p.connect(tail_get, 0, tail_set)
+    for k, obj in enumerate([head_get, head_set, tail_get, tail_set]):
+        p.connect(names, k, obj, 2)
+    return p
+
+
 def slots() -> Patch:
     p = Patch(1000, 900)
     p.comment(20, 10, f"grainbox-slots: {MAX_SLOTS} grain slots x {RING} tables (gb_tab_<slot*4 + entry>). "
@@ -620,7 +670,7 @@ def slots() -> Patch:
     y = 20
     for slot in range(MAX_SLOTS):
         for r in range(RING):
-            tables.obj(20 + r * 170, y, f"table gb_tab_{slot * RING + r} 1024")
+            tables.obj(20 + r * 170, y, f"table gb_tab_{slot * RING + r} {1024 + GUARD}")
         tables.obj(20 + RING * 170, y, f"table gb_hold_{slot} 1024")
         y += 28
     tables.obj(20, y + 10, f"table gb_ring {MAX_SLOTS}")
@@ -661,15 +711,35 @@ def slots() -> Patch:
     names = p.obj(60, 620, "t s s")
     p.connect(w, 2, tab2)
     p.chain(tab2, name, names)
+    p.lines[names] = "#X obj 60 620 t s s s;"
     wset = p.obj(40, 680, "array set")
     wsum = p.obj(200, 680, "array sum")
+    one = p.msg(200, 650, "1")
+    n_sum = p.obj(240, 650, "v gb_grainsize")
+    p.comment(520, 590, "table = guard, G samples, 2 guards: [tabread4~] then loops the slot "
+              "without a seam; the sum (for /ack) is over the G samples", 40)
+    guard = p.subpatch(330, 680, "guard-points", guard_points())
     p.connect(names, 0, wset, 2)
     p.connect(names, 1, wsum, 2)
-    wb = p.obj(40, 650, "t b b")
+    p.connect(names, 2, guard, 1)
+    wb = p.obj(40, 650, "t b b b b")
+    on1 = p.msg(120, 650, "1")
+    p.connect(on1, 0, wset, 1)
     p.connect(w, 1, wb)
-    p.connect(wb, 1, data)
+    p.connect(wb, 3, on1)
+    p.connect(wb, 2, data)
     p.connect(data, 0, wset)
-    p.connect(wb, 0, wsum)
+    p.connect(wb, 1, guard)
+    p.connect(wb, 0, n_sum)
+    p.connect(n_sum, 0, wsum, 1)
+    p.connect(wb, 0, one)
+    p.connections.remove(f"#X connect {wb} 0 {n_sum} 0;")
+    p.connections.remove(f"#X connect {wb} 0 {one} 0;")
+    sum_t = p.obj(280, 620, "t b b")
+    p.connect(wb, 0, sum_t)
+    p.connect(sum_t, 1, n_sum)
+    p.connect(sum_t, 0, one)
+    p.connect(one, 0, wsum)
     # hold branch shares [list store]: route its output by mode with two [spigot]s
     sum_v = p.obj(200, 710, "v gb_wsum")
     p.connect(wsum, 0, sum_v)
@@ -833,14 +903,17 @@ def _slots_release(p: Patch, quiet: int) -> Patch:
     mh = p.obj(330, 1380, "makefilename gb_hold_%d")
     p.connect(rt2, 0, mt)
     p.connect(rt2, 1, mh)
-    size = p.obj(160, 1410, "pack s f")
+    size = p.obj(160, 1440, "pack s f")
+    hsize = p.obj(330, 1440, "pack s f")
+    plus = p.obj(260, 1410, f"+ {GUARD}")
     p.connect(mt, 0, size)
-    p.connect(mh, 0, size)
-    p.connect(vg, 0, size, 1)
-    p.connections.remove(f"#X connect {vg} 0 {size} 1;")
-    p.connect(g, 2, size, 1)
-    resize = p.msg(160, 1440, "; $1 resize $2")
+    p.connect(mh, 0, hsize)
+    p.connect(g, 2, plus)
+    p.connect(plus, 0, size, 1)
+    p.connect(g, 2, hsize, 1)
+    resize = p.msg(160, 1470, "; $1 resize $2")
     p.connect(size, 0, resize)
+    p.connect(hsize, 0, resize)
     p.height = 1500
     return p
 
@@ -921,6 +994,12 @@ def osc() -> Patch:
     listen = p.msg(160, 230, "listen $1 127.0.0.1")
     p.connect(lt, 1, pport)
     p.chain(pport, pdef, listen)
+    ports = p.obj(800, 110, "r gb_ports")
+    ports_u = p.obj(800, 140, "unpack f f")
+    p.comment(800, 170, "pd -send 'gb_ports 9001 9000' sets both ports after load", 30)
+    p.connect(ports, 0, ports_u)
+    p.connect(ports_u, 0, pdef)
+    p.connect(ports_u, 1, rdef)
     recv = p.obj(160, 270, "netreceive -u -b")
     p.connect(listen, 0, recv)
     send = p.obj(300, 820, "netsend -u -b")

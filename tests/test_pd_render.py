@@ -1,0 +1,204 @@
+"""The granular engine in pd/main.pd, rendered by the real Pd in batch mode (tests/pd_render.py).
+
+Each test plays a score of OSC messages (serialised by pyliblo3) into the patch and analyses the WAV the
+patch recorded through its own /record. Reverb is off unless a test is about it, so the output is the
+grains alone.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.pd_render import Score, osc_bytes, render, sine
+
+pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="needs Pd (apt: puredata-core)")
+
+MODEL_SR, GRAIN = 22050, 1024
+
+
+def base_score(**params: float) -> Score:
+    """/model, then every parameter given (reverb 0 unless given)."""
+    score = Score()
+    score.add(0, "/model", MODEL_SR, GRAIN, 8, 8)
+    for name, value in {"reverb": 0.0, **params}.items():
+        score.add(0, "/param", name, float(value))
+    return score
+
+
+def fill_slots(score: Score, grains: list[list[float]], at_ms: float = 0.0) -> None:
+    for slot, grain in enumerate(grains):
+        score.add(at_ms, "/grain", slot, *grain)
+
+
+def noise(seed: int, amplitude: float = 0.5) -> list[float]:
+    return [float(v) for v in np.random.default_rng(seed).uniform(-amplitude, amplitude, GRAIN)]
+
+
+def onsets(mono: np.ndarray, sr: int, threshold: float = 0.02) -> np.ndarray:
+    """Sample indices where the envelope (|x| held over 1 ms) rises through threshold."""
+    hold = max(1, sr // 1000)
+    padded = np.concatenate([np.abs(mono), np.zeros(hold)])
+    env = np.lib.stride_tricks.sliding_window_view(padded, hold).max(axis=1)[: len(mono)]
+    above = env > threshold
+    return np.flatnonzero(above[1:] & ~above[:-1]) + 1
+
+
+def fundamental(mono: np.ndarray, sr: int) -> float:
+    """Frequency of the strongest spectral peak, refined by parabolic interpolation of log magnitudes."""
+    spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono)))) + 1e-12
+    k = int(np.argmax(spectrum[1:])) + 1
+    a, b, c = np.log(spectrum[k - 1 : k + 2])
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * sr / len(mono)
+
+
+def band_energy(mono: np.ndarray, sr: int, freq: float, width: float = 40.0) -> float:
+    """Fraction of the signal's energy within `width` Hz of freq."""
+    spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono)))) ** 2
+    freqs = np.fft.rfftfreq(len(mono), 1 / sr)
+    return float(spectrum[np.abs(freqs - freq) < width].sum() / spectrum.sum())
+
+
+def test_output_is_non_silent_and_finite(tmp_path: Path) -> None:
+    score = base_score(density=40, duration=60, reverb=0.3)
+    fill_slots(score, [noise(k) for k in range(8)])
+    out = render(score, 1.5, tmp_path)
+    assert out.audio.shape[1] == 2 and len(out.audio) >= 1.4 * out.sample_rate
+    assert np.isfinite(out.audio).all()
+    rms = float(np.sqrt(np.mean(out.audio[out.sample_rate // 2 :] ** 2)))
+    assert rms > 0.01, f"output RMS {rms:.5f}: the patch is silent"
+    assert "error" not in out.log, out.log
+
+
+@pytest.mark.parametrize("density", [25.0, 80.0])
+def test_onset_rate_matches_density(tmp_path: Path, density: float) -> None:
+    # short grains (5 ms) with gaps between them so every onset is a separate rise of the envelope
+    score = base_score(density=density, duration=5, pan=0, normalize=0)
+    fill_slots(score, [[0.8] * GRAIN] * 8)
+    out = render(score, 2.0, tmp_path)
+    mono, sr = out.audio[:, 0], out.sample_rate
+    found = onsets(mono, sr)
+    found = found[found > 0.25 * sr]  # after the first grains, whatever the clock's phase
+    rate = (len(found) - 1) / ((found[-1] - found[0]) / sr)
+    assert abs(rate / density - 1) < 0.10, f"{rate:.2f} onsets/s for density {density}"
+
+
+def single_grain_pitch(tmp_path: Path, transpose: float) -> float:
+    """Fundamental of one long grain (clocked mode, one /trigger) of a 16-cycle sine, transposed."""
+    score = base_score(clocked=1, duration=1000, transpose=transpose, pan=0, spread=0, reverse=0, normalize=0)
+    score.add(0, "/grain", 0, *sine(GRAIN, 16.0, 0.8))
+    score.add(100, "/trigger")
+    out = render(score, 1.2, tmp_path / f"t{transpose:g}")
+    sr = out.sample_rate
+    body = out.audio[int(0.3 * sr) : int(0.9 * sr), 0]  # the middle of the grain
+    assert np.sqrt(np.mean(body**2)) > 0.05
+    return fundamental(body, sr)
+
+
+def test_octave_up_doubles_the_fundamental(tmp_path: Path) -> None:
+    expected = 16 * MODEL_SR / GRAIN  # 344.5 Hz: the slot plays at the model's rate, not Pd's
+    f0 = single_grain_pitch(tmp_path, 0.0)
+    f12 = single_grain_pitch(tmp_path, 12.0)
+    assert abs(f0 / expected - 1) < 0.02, f"untransposed fundamental {f0:.1f} Hz, expected {expected:.1f}"
+    assert abs(f12 / f0 / 2 - 1) < 0.02, f"+12 semitones: {f0:.1f} -> {f12:.1f} Hz"
+
+
+def test_freeze_holds_the_material_while_new_grains_arrive(tmp_path: Path) -> None:
+    a_cycles, b_cycles = 16.0, 40.0  # 344.5 Hz and 861.3 Hz
+    a_hz, b_hz = (c * MODEL_SR / GRAIN for c in (a_cycles, b_cycles))
+    score = base_score(density=10, duration=90, pan=0)  # grains one at a time: no phase cancellation
+    fill_slots(score, [sine(GRAIN, a_cycles, 0.8)] * 8)  # material A, written at once
+    score.add(20, "/param", "freeze", 1.0)
+    for k in range(20):  # new material B arrives every 50 ms while frozen
+        fill_slots(score, [sine(GRAIN, b_cycles, 0.8)] * 8, at_ms=300 + 50 * k)
+    score.add(1400, "/param", "freeze", 0.0)  # thaw: the held B grains now play
+    out = render(score, 2.0, tmp_path)
+    sr, mono = out.sample_rate, out.audio[:, 0]
+    frozen, thawed = mono[int(0.5 * sr) : int(1.35 * sr)], mono[int(1.55 * sr) : int(2.0 * sr)]
+    assert band_energy(frozen, sr, a_hz) > 0.9, "frozen output should be material A"
+    assert band_energy(frozen, sr, b_hz) < 0.01, "B arrived while frozen and must not be heard"
+    assert band_energy(thawed, sr, b_hz) > 0.9, "after freeze goes off the held grains play"
+
+
+def channel_correlation(tmp_path: Path, pan: float) -> tuple[np.ndarray, float]:
+    score = base_score(density=120, duration=60, pan=pan)
+    fill_slots(score, [noise(k) for k in range(8)])
+    out = render(score, 1.2, tmp_path / f"pan{pan:g}")
+    stereo = out.audio[int(0.2 * out.sample_rate) :]
+    return stereo, float(np.corrcoef(stereo[:, 0], stereo[:, 1])[0, 1])
+
+
+def test_pan_spread(tmp_path: Path) -> None:
+    centre, corr0 = channel_correlation(tmp_path, 0.0)
+    assert np.sqrt(np.mean(centre**2)) > 0.01
+    assert np.array_equal(centre[:, 0], centre[:, 1]), "pan spread 0 must give identical channels"
+    _, corr1 = channel_correlation(tmp_path, 1.0)
+    # random equal-power pan per grain: E[cos sin] / E[cos^2] = (1/pi) / (1/2) ~ 0.64 for one grain
+    assert corr1 < 0.8, f"pan spread 1: channel correlation {corr1:.3f}"
+
+
+def test_32_full_scale_voices_at_gain_1_never_clip(tmp_path: Path) -> None:
+    score = base_score(voices=32, density=500, duration=1000, normalize=0, gain=1, pan=0, shape=0.5)
+    fill_slots(score, [[1.0] * GRAIN] * 4 + [[-1.0] * GRAIN] * 4)
+    score.add(0, "/param", "spread", 0.0)  # all from slot 0: every voice in phase, the worst case
+    out = render(score, 1.5, tmp_path)
+    peak = float(np.abs(out.audio).max())
+    assert peak <= 1.0, f"peak {peak:.6f} exceeds 0 dBFS"
+    assert peak > 0.9, f"peak {peak:.3f}: the test did not drive the limiter"
+
+
+def test_replacing_slots_100_times_a_second_adds_no_clicks(tmp_path: Path) -> None:
+    """One grain at a time from slot 0, which is rewritten every 10 ms alternating between two sines.
+
+    Without double buffering a grain would jump from one material to the other mid-read (steps up to
+    twice the amplitude). Bound: the output can only move as fast as the material, scaled by the
+    output gain (gain 1, centre pan cos(pi/4)), plus the Hann envelope's own slope (pi/(2*len) per
+    sample at full amplitude); 10% margin for interpolation.
+    """
+    a, b = sine(GRAIN, 8.0, 0.9), [-v for v in sine(GRAIN, 13.0, 0.9)]
+    own_step = max(float(np.abs(np.diff(g)).max()) for g in (a, b))
+    score = base_score(density=10, duration=80, spread=0, pan=0, normalize=0, gain=1, reverse=0)
+    for k in range(150):
+        score.add(10 * k, "/grain", 0, *(a if k % 2 else b))
+    out = render(score, 1.6, tmp_path)
+    sr = out.sample_rate
+    mono = out.audio[:, 0]
+    assert np.sqrt(np.mean(mono**2)) > 0.05
+    pan_gain = math.cos(math.pi / 4)
+    envelope_slope = 0.9 * math.pi / (2 * 0.080 * sr)
+    # the slot is read at MODEL_SR / sr of a table sample per output sample
+    bound = 1.1 * pan_gain * (own_step * MODEL_SR / sr + envelope_slope)
+    largest = float(np.abs(np.diff(mono)).max())
+    assert largest <= bound, f"largest output step {largest:.4f} > bound {bound:.4f}"
+
+
+def test_malformed_messages_are_dropped_and_the_patch_plays_on(tmp_path: Path) -> None:
+    score = base_score(density=60, duration=50)
+    fill_slots(score, [noise(k) for k in range(8)])
+    bad = [
+        osc_bytes("/grain", 0, *([0.5] * 10)),  # wrong count
+        osc_bytes("/grain", 99, *([0.5] * GRAIN)),  # slot out of range
+        osc_bytes("/grain", "zero", *([0.5] * GRAIN)),  # wrong type
+        osc_bytes("/model", 22050, 1024, 8),  # wrong count
+        osc_bytes("/model", 22050.0, "big", 8, 8),  # wrong types
+        osc_bytes("/param", 3, 4),  # wrong types
+        osc_bytes("/param", "no_such_param", 1.0),  # unknown name
+        osc_bytes("/param", "gain"),  # wrong count
+        osc_bytes("/record", "yes"),  # wrong type
+        osc_bytes("/ping", "x"),  # wrong type
+        osc_bytes("/trigger", 1),  # arguments where none are taken
+        osc_bytes("/no/such/address", 1.0),  # unknown address
+        osc_bytes("/grainy", 0),  # unknown address
+    ]
+    for k, packet in enumerate(bad):
+        score.add_raw(300 + 20 * k, packet)
+    out = render(score, 1.5, tmp_path)
+    sr = out.sample_rate
+    after = out.audio[int(0.8 * sr) :]
+    assert np.isfinite(out.audio).all()
+    assert np.sqrt(np.mean(after**2)) > 0.01, "the patch stopped playing after malformed messages"
+    assert out.log.count("grainbox: dropped") == len(bad), out.log
