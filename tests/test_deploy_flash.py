@@ -1,0 +1,242 @@
+"""deploy/flash.sh against real boxes in miniature: OpenSSH's sshd on 127.0.0.1, a temporary directory as
+the box's file system, and the real runtime process reporting what it plays (tests/deploy_box.py).
+
+Each test states one promise of issue 8: a box is updated and confirms it, or it is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, free_tcp_port
+from tests.deploy_box import (
+    FLASH,
+    PYTHON,
+    BoxRuntime,
+    box_file_name,
+    flash,
+    install_directly,
+    link,
+    read_status,
+    sha256_of,
+    snapshot,
+)
+from tests.model_fixtures import write_broken, write_valid
+from tests.sshd import Sshd
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small valid models (old, new), a 4 MB valid one (big) and a truncated one (corrupt)."""
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "old": write_valid(d / "old.ts", seed=1, name="old-sound"),
+        "new": write_valid(d / "new.ts", seed=2, name="new-sound"),
+        "big": write_valid(d / "big.ts", seed=3, name="big-sound", latent_dim=512),
+        "corrupt": write_broken(d / "corrupt.ts", "truncated"),
+    }
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    with Sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+@pytest.fixture
+def box(tmp_path: Path, models: dict[str, Path]) -> Path:
+    """A box root playing the old model (as setup-pi.sh leaves a box)."""
+    root = tmp_path / "box"
+    install_directly(root, models["old"], "old-sound")
+    return root
+
+
+@pytest.fixture
+def runtime(box: Path, models: dict[str, Path]) -> Iterator[BoxRuntime]:
+    """The real runtime playing the box, already reporting the old model."""
+    rt = BoxRuntime(box)
+    try:
+        rt.wait_for(sha256_of(models["old"]))
+        yield rt
+    finally:
+        rt.stop()
+
+
+def over_ssh(sshd: Sshd, box: Path, *args: str | Path) -> list[str | Path]:
+    return [*sshd.flash_args, "--box-root", box, *args]
+
+
+def test_flash_over_ssh_updates_current_and_the_runtime_reports_the_new_hash(
+        sshd: Sshd, box: Path, runtime: BoxRuntime, models: dict[str, Path]) -> None:
+    old_file = link(box, "current")
+    result = flash(*over_ssh(sshd, box, models["new"], sshd.target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    new_file = box_file_name(models["new"], "new-sound")
+    assert link(box, "current") == new_file
+    assert link(box, "previous") == old_file
+    assert sha256_of(box / "models" / new_file) == sha256_of(models["new"])
+    assert read_status(box)["model_sha256"] == sha256_of(models["new"])
+    assert f"{sshd.target}  ok" in result.stdout
+    assert not list((box / "models").glob(".incoming-*")), "the staging file was left behind"
+
+
+def test_corrupt_model_is_refused_before_any_copy(sshd: Sshd, box: Path, models: dict[str, Path]) -> None:
+    before, logins = snapshot(box), sshd.logins()
+    result = flash(*over_ssh(sshd, box, models["corrupt"], sshd.target))
+    assert result.returncode == 2
+    assert "invalid" in result.stderr and "truncated or damaged" in result.stderr
+    assert "nothing was copied" in result.stderr
+    assert snapshot(box) == before
+    assert sshd.logins() == logins, "flash.sh connected to the box with a model it had refused"
+
+
+def test_transfer_killed_half_way_leaves_the_old_model_and_a_later_flash_succeeds(
+        sshd: Sshd, box: Path, runtime: BoxRuntime, models: dict[str, Path]) -> None:
+    old_file, old_sha = link(box, "current"), sha256_of(box / "models" / link(box, "current"))
+    big_size = models["big"].stat().st_size
+    slow_link = f"ProxyCommand={PYTHON} {REPO / 'tests' / 'slow_link.py'} 127.0.0.1 {sshd.port} 1000000"
+    proc = subprocess.Popen(
+        [str(FLASH), *map(str, over_ssh(sshd, box, "--ssh-opt", slow_link, models["big"], sshd.target))],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "GRAINBOX_PYTHON": PYTHON})
+    try:
+        # Wait until the box holds part of the file, then kill flash.sh with its ssh, as a dying laptop would.
+        deadline, received = time.monotonic() + 60, 0
+        while time.monotonic() < deadline and not big_size * 0.2 < received < big_size * 0.8:
+            staging = list((box / "models").glob(".incoming-*.part"))
+            received = staging[0].stat().st_size if staging else 0
+            assert link(box, "current") == old_file
+            time.sleep(0.02)
+        assert big_size * 0.2 < received < big_size * 0.8, f"never caught the copy half-way ({received} B)"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert link(box, "current") == old_file
+    assert sha256_of(box / "models" / old_file) == old_sha
+    assert not (box / "models" / box_file_name(models["big"], "big-sound")).exists()
+    assert read_status(box)["model_sha256"] == old_sha, "the runtime stopped playing the old model"
+
+    result = flash(*over_ssh(sshd, box, models["big"], sshd.target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert link(box, "current") == box_file_name(models["big"], "big-sound")
+    runtime.wait_for(sha256_of(models["big"]), timeout=5)
+    assert not list((box / "models").glob(".incoming-*")), "the partial copy was never cleaned up"
+
+
+def test_runtime_that_never_reports_the_new_hash_triggers_the_rollback(
+        sshd: Sshd, box: Path, runtime: BoxRuntime, models: dict[str, Path]) -> None:
+    old_file, old_sha = link(box, "current"), sha256_of(models["old"])
+    runtime.freeze()  # hangs: status.json is fresh but will never change
+    try:
+        result = flash(*over_ssh(sshd, box, "--timeout", "2", models["new"], sshd.target))
+    finally:
+        runtime.thaw()
+    assert result.returncode == 1
+    assert "rolled-back" in result.stdout
+    assert "did not report it within 2 s" in result.stdout
+    assert link(box, "current") == old_file
+    assert link(box, "previous") is None
+    assert not (box / "models" / box_file_name(models["new"], "new-sound")).exists()
+    time.sleep(1.5)  # the thawed runtime polls `current`, finds the old target, keeps playing it
+    assert read_status(box)["model_sha256"] == old_sha
+
+
+def test_rollback_returns_to_the_previous_model(
+        sshd: Sshd, box: Path, runtime: BoxRuntime, models: dict[str, Path]) -> None:
+    old_file = link(box, "current")
+    assert flash(*over_ssh(sshd, box, models["new"], sshd.target)).returncode == 0
+    new_file = link(box, "current")
+
+    result = flash(*over_ssh(sshd, box, "--rollback", sshd.target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (link(box, "current"), link(box, "previous")) == (old_file, new_file)
+    assert read_status(box)["model_sha256"] == sha256_of(models["old"])
+
+
+def test_fleet_flash_updates_two_boxes_and_prints_a_table(tmp_path: Path, models: dict[str, Path]) -> None:
+    roots = [tmp_path / "box-a", tmp_path / "box-b"]
+    for root in roots:
+        install_directly(root, models["old"], "old-sound")
+    runtimes = [BoxRuntime(root) for root in roots]
+    # Two sshd instances are two boxes: each session sees its own box root (sshd's SetEnv), as each
+    # Raspberry Pi has its own /var/lib/grainbox. One client key and one known_hosts serve the fleet.
+    first = Sshd(tmp_path / "sshd-a", box_root=roots[0])
+    second = Sshd(tmp_path / "sshd-b", box_root=roots[1], client_key=first.client_key)
+    known_hosts = tmp_path / "fleet_known_hosts"
+    known_hosts.write_text(first.known_hosts.read_text() + second.known_hosts.read_text())
+    try:
+        for rt in runtimes:
+            rt.wait_for(sha256_of(models["old"]))
+        result = flash("--identity", first.client_key, "--known-hosts", known_hosts,
+                       models["new"], first.target, second.target)
+    finally:
+        for server in (first, second):
+            server.stop()
+        for rt in runtimes:
+            rt.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    new_file, new_sha = box_file_name(models["new"], "new-sound"), sha256_of(models["new"])
+    for root in roots:
+        assert link(root, "current") == new_file
+        assert read_status(root)["model_sha256"] == new_sha
+    table = result.stdout[result.stdout.index("BOX "):].splitlines()
+    assert table[0].split() == ["BOX", "RESULT", "DETAIL"]
+    assert [row.split()[:2] for row in table[1:]] == [[first.target, "ok"], [second.target, "ok"]]
+
+
+def test_sd_card_directory_target_works_without_ssh(tmp_path: Path, models: dict[str, Path]) -> None:
+    card = tmp_path / "sdcard"
+    root = card / "var" / "lib" / "grainbox"
+    old_file = install_directly(root, models["old"], "old-sound")
+    result = flash(models["new"], card)
+    assert result.returncode == 0, result.stdout + result.stderr
+    new_file = box_file_name(models["new"], "new-sound")
+    assert (link(root, "current"), link(root, "previous")) == (new_file, old_file)
+    assert sha256_of(root / "models" / new_file) == sha256_of(models["new"])
+    assert "installed" in result.stdout and "plays at the next start" in result.stdout
+
+
+def test_unreachable_host_and_refused_authentication_are_named(
+        sshd: Sshd, box: Path, models: dict[str, Path]) -> None:
+    before = snapshot(box)
+    nobody_listens = f"127.0.0.1:{free_tcp_port()}"
+    stranger = f"grainbox-nobody@127.0.0.1:{sshd.port}"
+    result = flash(*over_ssh(sshd, box, models["new"], nobody_listens, stranger))
+    assert result.returncode == 1
+    table = result.stdout[result.stdout.index("BOX "):].splitlines()[1:]
+    rows = {row.split()[0]: row for row in table}
+    assert "unreachable" in rows[nobody_listens] and "Connection refused" in rows[nobody_listens]
+    assert "auth-refused" in rows[stranger] and "ssh-copy-id" in rows[stranger]
+    assert snapshot(box) == before
+
+
+def test_not_enough_space_is_refused_before_any_copy(sshd: Sshd, box: Path, models: dict[str, Path]) -> None:
+    before = snapshot(box)
+    # --min-free asks the box to keep more free space than any disk has: the real df answer falls short.
+    result = flash(*over_ssh(sshd, box, "--min-free", "999999999", models["new"], sshd.target))
+    assert result.returncode == 1
+    assert "no-space" in result.stdout and "not enough space on the box" in result.stdout
+    assert snapshot(box) == before
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(sshd: Sshd, box: Path, models: dict[str, Path]) -> None:
+    before = snapshot(box)
+    result = flash(*over_ssh(sshd, box, "--dry-run", "--no-wait", models["new"], sshd.target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"current -> {box_file_name(models['new'], 'new-sound')}" in result.stdout
+    assert "planned" in result.stdout
+    assert snapshot(box) == before
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

@@ -1,0 +1,258 @@
+"""deploy/ checked without a Raspberry Pi: shellcheck on every script, `systemd-analyze verify` on the units,
+the Pd unit's command line run by the real Pd, and setup-pi.sh's file-system half run into a temporary
+root (twice: the second run must change nothing), locally and over a real sshd on 127.0.0.1.
+
+What only a real Pi can show (apt, the grainbox user, pip on aarch64, systemctl start, SPI after a reboot)
+is listed in deploy/README.md under "Not verified without a Pi".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.deploy_box import box_file_name, flash, link, sha256_of, snapshot
+from tests.model_fixtures import write_valid
+from tests.sshd import Sshd
+
+DEPLOY = REPO / "deploy"
+UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+# The one path a unit names that exists only on a provisioned box (setup-pi.sh creates it).
+BOX_PYTHON = "/opt/grainbox/.venv/bin/python"
+# /proc/asound/cards of a Pi 4 with a USB interface: the USB card is number 2 here, another number after
+# the next boot; its id "Device" stays.
+CARDS = """\
+ 0 [vc4hdmi0       ]: vc4-hdmi - vc4-hdmi-0
+                      vc4-hdmi-0
+ 1 [Headphones     ]: bcm2835_headpho - bcm2835 Headphones
+                      bcm2835 Headphones
+ 2 [Device         ]: USB-Audio - USB Audio Device
+                      C-Media Electronics Inc. USB Audio Device at usb-0000:01:00.0-1.3, full speed
+"""
+
+
+def needs(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed here (make apt installs it; CI has it)")
+    return path
+
+
+def test_shellcheck_passes_on_every_deploy_script() -> None:
+    scripts = sorted(DEPLOY.glob("*.sh"))
+    assert {p.name for p in scripts} >= {"flash.sh", "boxside.sh", "setup-pi.sh"}
+    result = subprocess.run([needs("shellcheck"), "--severity=info", *map(str, scripts)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def unit_copies_for_this_machine(dest: Path) -> list[Path]:
+    """The units as shipped, except that the box's venv python (absent here) becomes this test's python.
+
+    systemd-analyze verify fails on an ExecStart= binary that does not exist, and /opt/grainbox/.venv
+    exists only on a provisioned box; putting it on the test machine would mean writing outside the test's
+    temporary directory. Everything else the units name (/usr/bin/pd, /bin/sh, targets) is checked as it
+    is written; test_only_the_box_python_is_missing_here proves that this one path is all that differs.
+    """
+    dest.mkdir()
+    copies = []
+    for unit in UNITS:
+        text = unit.read_text()
+        (dest / unit.name).write_text(text.replace(BOX_PYTHON, sys.executable))
+        copies.append(dest / unit.name)
+    return copies
+
+
+def verify(units: list[Path]) -> subprocess.CompletedProcess:
+    return subprocess.run([needs("systemd-analyze"), "verify", "--man=no", *map(str, units)],
+                          capture_output=True, text=True, cwd=units[0].parent, timeout=60)
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    result = verify(unit_copies_for_this_machine(tmp_path / "units"))
+    assert result.returncode == 0 and not result.stderr.strip(), result.stdout + result.stderr
+
+
+def test_only_the_box_python_is_missing_here(tmp_path: Path) -> None:
+    """The shipped units, unchanged: verify's only complaint is the box's venv python."""
+    if not Path(BOX_PYTHON).exists():
+        result = verify([shutil.copy(u, tmp_path / u.name) for u in UNITS])
+        complaints = [line for line in result.stderr.splitlines() if line.strip()]
+        assert complaints, "verify accepted a missing ExecStart binary: this test's premise is wrong"
+        assert all(BOX_PYTHON in line for line in complaints), result.stderr
+    assert sum(BOX_PYTHON in u.read_text() for u in UNITS) == 1
+
+
+def unit_settings(unit: Path) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_units_restart_are_ordered_hardened_and_can_write_the_box_state() -> None:
+    pd = unit_settings(DEPLOY / "systemd" / "grainbox-pd.service")
+    runtime = unit_settings(DEPLOY / "systemd" / "grainbox-runtime.service")
+    for unit in (pd, runtime):
+        assert unit["Restart"] == ["always"]
+        assert unit["NoNewPrivileges"] == ["yes"] and unit["PrivateTmp"] == ["yes"]
+        assert unit["ProtectSystem"] == ["strict"]
+        assert unit["User"] == ["grainbox"]
+    assert "grainbox-pd.service" in runtime["After"][0]
+    assert pd["LimitRTPRIO"] and pd["LimitMEMLOCK"] == ["infinity"]
+    assert re.search(r"/usr/bin/pd -nogui .*-rt .*-alsa .*main\.pd$", pd["ExecStart"][0])
+    # Under ProtectSystem=strict the runtime writes only where box.toml says the model and state live.
+    config = tomllib.loads((DEPLOY / "box.toml").read_text())
+    writable = runtime["ReadWritePaths"][0].split()
+    assert config["state"]["dir"] in writable
+    assert str(Path(config["model"]["path"]).parent) in writable
+
+
+def test_pd_unit_command_line_opens_the_sound_card_by_name(
+        tmp_path: Path, repo_copy: Path, factory: Path) -> None:
+    """The real Pd runs the unit's ExecStart (with audio.env as setup-pi.sh writes it) on ALSA's "null"
+    device, named exactly as a card id would be: Pd accepts every flag and opens the device by name."""
+    needs("pd")
+    root = fresh_root(tmp_path)
+    setup(root, "--audio-device", "null", "--factory-model", factory, script_dir=repo_copy)
+    env = dict(line.split("=", 1) for line in (root / "etc/grainbox/audio.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    exec_start = unit_settings(DEPLOY / "systemd" / "grainbox-pd.service")["ExecStart"][0]
+    argv = [re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], word) for word in shlex.split(exec_start)]
+    patch = tmp_path / "tone.pd"
+    patch.write_text("#N canvas 0 0 450 300 12;\n#X obj 10 10 osc~ 440;\n#X obj 10 40 dac~;\n"
+                     "#X connect 0 0 1 0;\n#X connect 0 0 1 1;\n")
+    assert argv[-1] == "/opt/grainbox/pd/main.pd"
+    argv[-1:] = ["-verbose", "-send", "pd dsp 1", "-send", "pd quit", str(patch)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "ALSA output error" not in out and "Sample width set" in out, out
+
+
+# ---- setup-pi.sh into a directory ------------------------------------------------------------------
+SETUP = "deploy/setup-pi.sh"
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository as setup-pi.sh would ship it, frozen: the test compares two runs' copies, which
+    edits in the working tree between them must not disturb."""
+    dest = tmp_path_factory.mktemp("checkout") / "grainbox"
+    shutil.copytree(REPO, dest, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "out", "runs", ".cache", "*_cache", "__pycache__", "*.egg-info"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_valid(tmp_path_factory.mktemp("factory") / "factory.ts", seed=7, name="factory-synth")
+
+
+def fresh_root(tmp_path: Path) -> Path:
+    """A Pi's root file system, as far as setup-pi.sh's file half reads it: config.txt and the sound cards."""
+    root = tmp_path / "pi"
+    (root / "boot/firmware").mkdir(parents=True)
+    (root / "boot/firmware/config.txt").write_text("[all]\n#dtparam=spi=on\ndtparam=audio=on\n")
+    (root / "proc/asound").mkdir(parents=True)
+    (root / "proc/asound/cards").write_text(CARDS)
+    return root
+
+
+def setup(root: Path, *args: str | Path, script_dir: Path = REPO, check: bool = True,
+          ) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(script_dir / SETUP), "--root", str(root), *map(str, args)],
+                            capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def assert_is_a_box(root: Path, factory: Path) -> None:
+    box = root / "var/lib/grainbox"
+    assert link(box, "current") == box_file_name(factory, "factory-synth")
+    assert sha256_of(box / "models" / link(box, "current")) == sha256_of(factory)
+    assert (root / "opt/grainbox/pd/main.pd").is_file()
+    assert (root / "opt/grainbox/runtime/__main__.py").is_file()
+    assert not (root / "opt/grainbox/.venv").exists(), "the workstation's venv was copied to the box"
+    assert (root / "etc/grainbox/box.toml").read_text() == (DEPLOY / "box.toml").read_text()
+    assert "GRAINBOX_ALSA_DEVICE=hw:CARD=Device,DEV=0\n" in (root / "etc/grainbox/audio.env").read_text()
+    assert "\ndtparam=spi=on\n" in (root / "boot/firmware/config.txt").read_text()
+    assert "#dtparam=spi" not in (root / "boot/firmware/config.txt").read_text()
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    for unit in UNITS:
+        assert (root / "etc/systemd/system" / unit.name).read_text() == unit.read_text()
+        assert os.readlink(wants / unit.name) == f"/etc/systemd/system/{unit.name}"
+
+
+def test_setup_pi_builds_the_box_layout_and_a_second_run_changes_nothing(
+        tmp_path: Path, repo_copy: Path, factory: Path) -> None:
+    root = fresh_root(tmp_path)
+    first = setup(root, "--factory-model", factory, script_dir=repo_copy)
+    assert_is_a_box(root, factory)
+    assert "audio.env" in first.stdout and "change(s) made" in first.stdout
+    before = snapshot(root)
+    second = setup(root, "--factory-model", factory, script_dir=repo_copy)
+    assert "nothing to change: the box is set up" in second.stdout, second.stdout
+    assert "  change: " not in second.stdout
+    assert snapshot(root) == before
+
+
+def test_setup_pi_keeps_a_flashed_model_and_the_box_config_edited_on_the_box(
+        tmp_path: Path, repo_copy: Path, factory: Path) -> None:
+    root = fresh_root(tmp_path)
+    setup(root, "--factory-model", factory, script_dir=repo_copy)
+    box = root / "var/lib/grainbox"
+    newer = write_valid(tmp_path / "newer.ts", seed=8, name="newer")
+    flashed = flash(newer, root)   # the SD-card target: root is the card's root partition
+    assert flashed.returncode == 0, flashed.stdout + flashed.stderr
+    config = root / "etc/grainbox/box.toml"
+    config.write_text(config.read_text().replace("slots = 8", "slots = 4"))
+
+    again = setup(root, "--factory-model", factory, script_dir=repo_copy)
+    assert link(box, "current") == box_file_name(newer, "newer"), again.stdout
+    assert "slots = 4" in config.read_text()
+    assert "kept as edited on the box" in again.stdout
+
+
+def test_setup_pi_dry_run_shows_the_plan_and_writes_nothing(tmp_path: Path, factory: Path) -> None:
+    root = fresh_root(tmp_path)
+    before = snapshot(root)
+    result = setup(root, "--dry-run", "--factory-model", factory)
+    assert "would: copy" in result.stdout and "would: current ->" in result.stdout
+    assert "would: set dtparam=spi=on" in result.stdout
+    assert snapshot(root) == before
+
+
+def test_setup_pi_refuses_an_unknown_sound_card_and_names_the_ones_there(tmp_path: Path) -> None:
+    root = fresh_root(tmp_path)
+    result = setup(root, "--audio-card", "Focusrite", check=False)
+    assert result.returncode != 0
+    assert "--audio-card Focusrite: no such sound card" in result.stderr
+    assert "Device Headphones vc4hdmi0" in result.stderr
+    assert not (root / "etc/grainbox/audio.env").exists()
+
+
+def test_setup_pi_over_ssh_provisions_the_box(tmp_path: Path, repo_copy: Path, factory: Path) -> None:
+    """Remote mode: the repository goes over a real ssh to /tmp/grainbox-setup on the "Pi" (this machine),
+    and setup-pi.sh runs there; --root keeps it to the temporary root."""
+    root = fresh_root(tmp_path)
+    with Sshd(tmp_path / "sshd") as server:
+        result = subprocess.run(
+            [str(repo_copy / SETUP), "--root", str(root), "--factory-model", str(factory), *server.flash_args,
+             server.target], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        logins = server.logins()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert logins >= 2
+    assert_is_a_box(root, factory)
