@@ -91,6 +91,7 @@ class Box:
         self._pings = 0
         self.ack_listeners: list[Any] = []  # callables(slot, checksum), for benchmarks and tests
         self._reload_requested = threading.Event()
+        self._reload_reason = ""
         self._stop = threading.Event()
         self._wake = threading.Event()  # cuts the supervisor's sleep short: stop or reload
         self._status_dirty = threading.Event()
@@ -125,21 +126,31 @@ class Box:
         )
 
     def serve_forever(self) -> None:
-        """Watch for reload requests and keep status.json fresh until stop()."""
-        next_status = 0.0
+        """Reload when asked or when the model path's target changes; keep status.json fresh; until stop().
+
+        Three clocks: the watcher every `model_poll_s`, status (and a /ping to Pd) every STATUS_EVERY_S,
+        and `_wake`, which a reload request or stop() sets to cut the wait short.
+        """
+        next_status = next_watch = 0.0
         while not self._stop.is_set():
-            if self._reload_requested.is_set() or self.watcher.changed():
+            now = time.monotonic()
+            watch_due = now >= next_watch
+            if watch_due:
+                next_watch = now + self.config.model_poll_s
+            if self._reload_requested.is_set() or (watch_due and self.watcher.changed()):
                 self._reload_requested.clear()
+                log.info("reloading %s (%s)", self.model_path, self._reload_reason or "its target changed")
+                self._reload_reason = ""
                 self.reload()
             now = time.monotonic()
+            if now >= next_status:
+                self._pings += 1
+                self.link.send_ping(self._pings)  # Pd's /pong keeps pd_last_heard_s fresh
             if now >= next_status or self._status_dirty.is_set():
-                if now >= next_status:
-                    self._pings += 1
-                    self.link.send_ping(self._pings)  # keeps pd_last_heard_s fresh while Pd lives
                 self._status_dirty.clear()
                 self.write_status()
-                next_status = now + STATUS_EVERY_S
-            self._wake.wait(self.config.model_poll_s)
+                next_status = now + STATUS_EVERY_S if now >= next_status else next_status
+            self._wake.wait(max(0.0, min(next_watch, next_status) - time.monotonic()))
             self._wake.clear()
         self.write_status()
 
@@ -155,8 +166,9 @@ class Box:
     # ------------------------------------------------------------------------------------------ reload
 
     def request_reload(self, reason: str) -> None:
-        """Ask the supervisor loop to reload (SIGHUP, OSC /reload): safe from any thread or signal."""
-        log.info("reload requested (%s)", reason)
+        """Ask the supervisor loop to reload (SIGHUP, OSC /reload): safe from any thread or signal handler
+        (it only sets flags; the loop logs and does the work)."""
+        self._reload_reason = reason
         self._reload_requested.set()
         self._wake.set()
 
@@ -171,6 +183,7 @@ class Box:
             log.error("reload refused, still playing %s: %s", self.model.name, e)
             self._status_dirty.set()
             return False
+        self.performance.model_changed(model)
         self.engine.set_model(model)
         self.reloads += 1
         self.loaded_at = _now()

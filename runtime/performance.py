@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import Protocol
 
+from runtime.artifact import Model
 from runtime.config import Config
 from runtime.engine import Engine
 from runtime.params import PARAMS
@@ -92,6 +93,11 @@ class Performance:
         self.transpose_from_note = min(transpose.high, max(transpose.low, float(pitch - MIDDLE_C)))
         self.pd.send_param("transpose", self.transpose_from_note)
         self.pd.send_trigger()
+
+    def model_changed(self, model: Model) -> None:
+        """A reload may bring fewer anchors: keep the sound index within the new model's."""
+        with self._lock:
+            self.state.anchor %= model.num_anchors
 
     # ---------------------------------------------------------------------------------------- actions
 
