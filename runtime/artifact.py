@@ -115,11 +115,23 @@ def load_model(path: str | Path, probe_repeats: int = 5) -> Model:
 
 
 def content_hash(module: torch.nn.Module) -> str:
-    """sha256 over the module's state tensors as float32 little-endian, in sorted name order."""
+    """sha256 over the module's state tensors as float32 little-endian, in sorted name order, then over the
+    tensor constants of `decode` and `encode` in graph order (a frozen module keeps its weights there)."""
     digest = hashlib.sha256()
     for _, tensor in sorted(module.state_dict().items()):
-        digest.update(tensor.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes())
+        digest.update(_float_bytes(tensor))
+    if isinstance(module, torch.jit.ScriptModule):
+        for name in METHODS:
+            method = getattr(module, name, None)
+            graph = getattr(method, "graph", None)
+            for node in graph.findAllNodes("prim::Constant") if graph is not None else ():
+                if node.hasAttribute("value") and node.kindOf("value") == "t":
+                    digest.update(_float_bytes(node.t("value")))
     return digest.hexdigest()
+
+
+def _float_bytes(tensor: Tensor) -> bytes:
+    return tensor.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
 
 
 # ---------------------------------------------------------------------------------------------- reading

@@ -99,3 +99,19 @@ def test_bad_config_names_the_problem():
         GrainVAEConfig(grain_size=1000)
     with pytest.raises(ValueError, match="sigma"):
         GrainVAEConfig(sigma=-1.0)
+
+
+def test_bottom_transposed_conv_equals_pytorchs_own() -> None:
+    """The matrix-product form of the decoder's first upsampling layer is the same function, same weights."""
+    from trainer.grain_model import BottomConvTranspose1d
+
+    torch.manual_seed(0)
+    reference = torch.nn.ConvTranspose1d(64, 32, 8, stride=4, padding=2)
+    fast = BottomConvTranspose1d(64, 32, 8, stride=4, padding=2)
+    fast.load_state_dict(reference.state_dict())
+    for batch, length in ((1, 4), (8, 4), (3, 16)):
+        x = torch.randn(batch, 64, length)
+        torch.testing.assert_close(fast(x), reference(x), rtol=1e-5, atol=1e-5)
+    scripted = torch.jit.script(fast)
+    x = torch.randn(2, 64, 4)
+    torch.testing.assert_close(scripted(x), reference(x), rtol=1e-5, atol=1e-5)

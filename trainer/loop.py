@@ -286,6 +286,7 @@ def train(
             "best_val_loss": best_val,
             "extra": extra_state or {},
             "world_size": world,
+            "device": str(device),
         }
 
     def write_checkpoint(best: bool) -> None:

@@ -1,0 +1,50 @@
+"""`python -m trainer export RUN_OR_CHECKPOINT --out model.ts`: the box's model artifact from a trained run.
+
+See trainer/export.py for what goes into the file and docs/model-format.md for the format itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "export a trained Grain-VAE run as one TorchScript model file for the box (docs/model-format.md)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", type=Path, metavar="RUN_OR_CHECKPOINT", help="a run folder or a checkpoint .pt")
+    p.add_argument("--out", type=Path, required=True, help="the model file to write, e.g. model.ts")
+    p.add_argument("--name", default=None, help="the model's name on the box (default: the run folder's)")
+    p.add_argument("--axes", type=int, default=8, help="knob axes K, 8..latent size (8: one per knob)")
+    p.add_argument("--anchors", type=int, default=16, help="named anchor sounds, 1..32 (16)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="grain cache of the run's data (default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the grain subset and k-means (0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer.export import ExportError, export_run
+
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    try:
+        meta = export_run(
+            args.source,
+            args.out,
+            name=args.name,
+            num_axes=args.axes,
+            num_anchors=args.anchors,
+            cache_dir=args.cache_dir,
+            seed=args.seed,
+            progress=True,
+        )
+    except ExportError as e:
+        print(f"error: {e}")
+        return 1
+    m, p = meta["metrics"]["val"], meta["metrics"]["pca"]
+    print(f"wrote {args.out}: {meta['name']}, latent {meta['latent_dim']}, {meta['num_axes']} axes")
+    print(f"anchors: {', '.join(meta['anchor_names'])}")
+    print(f"validation VAE: SC {m['sc']:.3f}  LSD {m['lsd_db']:.2f} dB  SNR {m['snr_db']:.2f} dB")
+    print(f"      PCA k={p['k']}: SC {p['sc']:.3f}  LSD {p['lsd_db']:.2f} dB  SNR {p['snr_db']:.2f} dB")
+    print(f"check it with: python -m runtime check {args.out}")
+    return 0

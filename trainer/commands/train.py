@@ -1,0 +1,244 @@
+"""`python -m trainer train --data synth|DIR --out RUN`: train a Grain-VAE, with plots and sounds in RUN.
+
+Works the same on one process and under `torchrun --nproc_per_node=N -m trainer train ...` (only rank 0
+writes). RUN/config.json records everything needed to rebuild the model and its data (export reads it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+HELP = (
+    "train a Grain-VAE on grains of the built-in synth or an audio folder; plots and WAVs in the run folder"
+)
+
+
+def _sigma(text: str) -> float | None:
+    if text == "learned":
+        return None
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--sigma must be 'learned' or a positive number, got {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--data", required=True, help="'synth' for the built-in synth, or a folder of audio files"
+    )
+    data.add_argument(
+        "--synth-grains", type=int, default=20_000, help="grains rendered for --data synth (20000)"
+    )
+    data.add_argument(
+        "--hop", type=int, default=512, help="samples between grains cut from audio files (512)"
+    )
+    data.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of grains kept for validation (0.1)"
+    )
+    data.add_argument(
+        "--cache-dir", type=Path, default=None, help="where decoded audio is cached (default: none)"
+    )
+
+    model = p.add_argument_group("model")
+    model.add_argument("--latent-dim", type=int, default=16, help="size Z of the latent space (16)")
+    model.add_argument(
+        "--decoder",
+        choices=("conv", "noise"),
+        default="conv",
+        help="conv: transposed convolutions; noise: filtered noise (Bitton et al. 2020) (conv)",
+    )
+    model.add_argument(
+        "--width", type=int, default=32, help="channels of the outer conv layers, doubling inwards (32)"
+    )
+    model.add_argument("--depth", type=int, default=4, help="stride-4 conv layers in encoder and decoder (4)")
+    model.add_argument(
+        "--sigma",
+        type=_sigma,
+        default=None,
+        help="std of the Gaussian likelihood, or 'learned' for a learned global sigma (learned)",
+    )
+    model.add_argument(
+        "--spectral-weight",
+        type=float,
+        default=1.0,
+        help="weight of the multi-resolution STFT loss per sample; 0 turns it off (1.0)",
+    )
+
+    run = p.add_argument_group("training")
+    run.add_argument(
+        "--out", type=Path, required=True, help="run folder for checkpoints, plots, WAVs, metrics"
+    )
+    run.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes")
+    run.add_argument("--steps", type=int, default=None, help="stop after this many optimiser steps")
+    run.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="stop after this many epochs (with none of the three: 10 minutes)",
+    )
+    run.add_argument("--batch-size", type=int, default=64, help="grains per step and process (64)")
+    run.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (0.001)")
+    run.add_argument("--beta-max", type=float, default=1.0, help="final KL weight beta (1.0)")
+    run.add_argument(
+        "--warmup-steps", type=int, default=5000, help="steps for beta to rise from 0 to beta-max (5000)"
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of data split, initialisation and order (0)")
+    run.add_argument("--eval-every", type=int, default=500, help="steps between validation passes (500)")
+    run.add_argument(
+        "--plot-seconds",
+        type=float,
+        default=60.0,
+        help="refresh plots and WAVs at most this often during training (60)",
+    )
+    run.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (5)")
+    run.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
+    )
+    run.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    run.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    run.add_argument(
+        "--resume", action="store_true", help="continue RUN from RUN/checkpoints/last.pt exactly"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def data_spec(args: argparse.Namespace) -> dict:
+    """How to rebuild the same GrainSet later (export, resume): stored in config.json and checkpoints."""
+    data = args.data if args.data == "synth" else str(Path(args.data).resolve())
+    return {
+        "data": data,
+        "hop": args.hop,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+        "synth_grains": args.synth_grains,
+    }
+
+
+def load_grainset(spec: dict, cache_dir: Path | None = None, progress: bool = True):
+    """The GrainSet a data spec names (trainer.data.load_grains with the stored options)."""
+    from trainer.data import load_grains
+
+    return load_grains(
+        spec["data"],
+        hop=spec["hop"],
+        val_fraction=spec["val_fraction"],
+        seed=spec["seed"],
+        synth_grains=spec["synth_grains"],
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from trainer.grain_model import GrainVAE, GrainVAEConfig, count_parameters
+    from trainer.grain_report import RunReport
+    from trainer.loop import TrainConfig, load_checkpoint, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rank = int(os.environ.get("RANK", "0"))
+    if args.minutes is None and args.steps is None and args.epochs is None:
+        args.minutes = 10.0
+        if rank == 0:
+            print("no --minutes, --steps or --epochs given: training for 10 minutes")
+
+    spec = data_spec(args)
+    model_cfg = GrainVAEConfig(
+        latent_dim=args.latent_dim,
+        decoder=args.decoder,
+        width=args.width,
+        depth=args.depth,
+        sigma=args.sigma,
+        spectral_weight=args.spectral_weight,
+    )
+    if args.resume:
+        last = args.out / "checkpoints" / "last.pt"
+        if not last.is_file():
+            print(f"error: --resume but {last} does not exist; run without --resume to start {args.out}")
+            return 2
+        saved = load_checkpoint(last)["extra"]
+        if saved.get("data") != spec or saved.get("model") != model_cfg.to_dict():
+            print(
+                "error: --resume with different options than the run was started with:\n"
+                f"  data  then {saved.get('data')}\n        now  {spec}\n"
+                f"  model then {saved.get('model')}\n        now  {model_cfg.to_dict()}\n"
+                "give the same options, or start a new run folder"
+            )
+            return 2
+    elif rank == 0 and (args.out / "checkpoints" / "last.pt").exists():
+        print(f"error: {args.out} already holds a run; add --resume to continue it, or choose another --out")
+        return 2
+
+    grains = load_grainset(spec, args.cache_dir, progress=not args.no_progress and rank == 0)
+    if rank == 0:
+        print(
+            f"data: {len(grains.train)} training and {len(grains.val)} validation grains "
+            f"from {len(grains.source_names)} source(s), fingerprint {grains.fingerprint[:12]}"
+        )
+
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    model = GrainVAE(model_cfg)
+    cfg = TrainConfig(
+        out=args.out,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        steps=args.steps,
+        epochs=args.epochs,
+        minutes=args.minutes,
+        beta_max=args.beta_max,
+        warmup_steps=args.warmup_steps,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        checkpoint_minutes=args.checkpoint_minutes,
+        device=args.device,
+        amp=not args.no_amp,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    extra = {"model": model_cfg.to_dict(), "data": spec, "kind": "grain-vae"}
+    if rank == 0:
+        args.out.mkdir(parents=True, exist_ok=True)
+        config = {
+            "train": cfg.to_dict(),
+            **extra,
+            "dataset": grains.summary,
+            "fingerprint": grains.fingerprint,
+            "parameters": {
+                "encoder": count_parameters(model.encoder),
+                "decoder": count_parameters(model.decoder),
+            },
+        }
+        (args.out / "config.json").write_text(json.dumps(config, indent=1, default=str))
+        n_enc, n_dec = config["parameters"]["encoder"], config["parameters"]["decoder"]
+        print(f"model: {model_cfg.decoder} decoder, Z={model_cfg.latent_dim}: {n_enc:,} + {n_dec:,} weights")
+
+    report = RunReport(model, grains, args.out, refresh_seconds=args.plot_seconds, seed=args.seed)
+    summary = train(
+        model,
+        torch.from_numpy(np.array(grains.train)),  # writable copies of the cache's read-only memmaps
+        torch.from_numpy(np.array(grains.val)),
+        cfg,
+        on_eval=report.on_eval,
+        fingerprint=grains.fingerprint,
+        extra_state=extra,
+    )
+    if rank == 0:
+        metrics = report.refresh(summary["steps"], summary["val"])
+        m, p = metrics["val"], metrics["pca"]
+        print(
+            f"done: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min on {summary['device']}"
+            f" (x{summary['world_size']}); best validation loss {summary['best_val_loss']:.5g}"
+        )
+        print(f"validation VAE: SC {m['sc']:.3f}  LSD {m['lsd_db']:.2f} dB  SNR {m['snr_db']:.2f} dB")
+        print(f"      PCA k={p['k']}: SC {p['sc']:.3f}  LSD {p['lsd_db']:.2f} dB  SNR {p['snr_db']:.2f} dB")
+        print(f"run folder: {args.out} (plots/, audio/, metrics.json, checkpoints/best.pt)")
+    return 0
