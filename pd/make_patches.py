@@ -974,6 +974,70 @@ def check(spec: str, count_expr: str | None = None) -> Patch:
     return p
 
 
+MAX_PACKET = 65536 * 4 + 64  # the largest /grain /model allows, in bytes
+
+
+def finite_check() -> Patch:
+    """Subpatch: drop a packet holding a NaN or infinite float, which [oscparse] would read as 0."""
+    p = Patch(700, 460)
+    p.comment(20, 10, "[oscparse] turns NaN and inf into 0, so they are caught here, in the raw bytes: "
+              "a 4-byte word whose first byte is 0x7f or 0xff and second byte >= 0x80 is a non-finite "
+              "float (or a negative int, which no message of docs/osc.md carries; ASCII and UTF-8 text "
+              "never look like this).", 90)
+    inlet = p.obj(20, 90, "inlet")
+    t = p.obj(20, 120, "t b l l")
+    p.connect(inlet, 0, t)
+    store = p.obj(20, 400, "list store")
+    p.connect(t, 1, store, 1)
+    split = p.obj(320, 150, "t l l")
+    p.connect(t, 2, split)
+    length = p.obj(420, 180, "list length")
+    words = p.obj(420, 210, "expr int($f1/4)")
+    nwords = p.obj(420, 240, "v gb_pkt_words")
+    p.connect(split, 1, length)
+    p.chain(length, words, nwords)
+    pkt = p.obj(320, 270, "array set gb_osc_pkt")
+    p.connect(split, 0, pkt)
+    p.obj(320, 300, f"table gb_osc_pkt {MAX_PACKET}")
+    scan = p.obj(20, 150, "t b b b")
+    p.connect(t, 0, scan)
+    zero = p.msg(120, 180, "0")
+    bad_v = p.obj(120, 210, "v gb_pkt_bad")
+    p.connect(scan, 2, zero)
+    p.connect(zero, 0, bad_v)
+    n = p.obj(60, 210, "v gb_pkt_words")
+    p.connect(scan, 1, n)
+    until = p.obj(60, 240, "until")
+    cnt = p.obj(60, 270, "f")
+    inc = p.obj(100, 270, "+ 1")
+    p.connect(zero, 0, cnt, 1)
+    p.connect(n, 0, until)
+    p.connect(until, 0, cnt)
+    p.connect(cnt, 0, inc)
+    p.connect(inc, 0, cnt, 1)
+    test = p.obj(60, 300, "expr gb_osc_pkt[4*$f1] % 128 == 127 && gb_osc_pkt[4*$f1 + 1] >= 128")
+    p.connect(cnt, 0, test)
+    hit = p.obj(60, 330, "sel 1")
+    one = p.msg(60, 360, "1")
+    p.connect(test, 0, hit)
+    p.connect(hit, 0, one)
+    p.connect(one, 0, bad_v)
+    p.connect(hit, 0, until, 1)
+    verdict = p.obj(20, 360, "expr gb_pkt_bad")
+    p.connect(scan, 0, verdict)
+    sel = p.obj(20, 380, "sel 0")
+    p.connect(verdict, 0, sel)
+    p.lines[store] = "#X obj 20 410 list store;"
+    p.connect(sel, 0, store)
+    out = p.obj(20, 440, "outlet")
+    p.connect(store, 0, out)
+    why = p.msg(160, 410, "non-finite float")
+    bad = p.obj(160, 440, "s gb_malformed")
+    p.connect(sel, 1, why)
+    p.connect(why, 0, bad)
+    return p
+
+
 def osc() -> Patch:
     p = Patch(1200, 900)
     p.comment(20, 10, "grainbox-osc pd_port runtime_port: the OSC link (docs/osc.md). Listens on "
@@ -986,7 +1050,7 @@ def osc() -> Patch:
     p.connect(lb, 0, lt)
     rport = p.obj(300, 170, "f $2")
     rdef = p.obj(300, 200, "expr if($f1 > 0, $f1, 9000)")
-    conn = p.msg(300, 230, "connect 127.0.0.1 $1")
+    conn = p.msg(300, 230, "disconnect, connect 127.0.0.1 $1")
     p.connect(lt, 2, rport)
     p.chain(rport, rdef, conn)
     pport = p.obj(160, 170, "f $1")
@@ -1004,10 +1068,12 @@ def osc() -> Patch:
     p.connect(listen, 0, recv)
     send = p.obj(300, 820, "netsend -u -b")
     p.connect(conn, 0, send)
-    inject = p.obj(20, 270, "r gb_osc_bytes")
+    inject = p.obj(20, 240, "r gb_osc_bytes")
+    finite = p.subpatch(20, 280, "finite", finite_check())
     parse = p.obj(20, 310, "oscparse")
-    p.connect(recv, 0, parse)
-    p.connect(inject, 0, parse)
+    p.connect(recv, 0, finite)
+    p.connect(inject, 0, finite)
+    p.connect(finite, 0, parse)
     trim = p.obj(20, 340, "list trim")
     route = p.obj(20, 370, "route model grain param trigger record ping pong")
     p.chain(parse, trim, route)

@@ -183,6 +183,10 @@ def test_malformed_messages_are_dropped_and_the_patch_plays_on(tmp_path: Path) -
         osc_bytes("/grain", 0, *([0.5] * 10)),  # wrong count
         osc_bytes("/grain", 99, *([0.5] * GRAIN)),  # slot out of range
         osc_bytes("/grain", "zero", *([0.5] * GRAIN)),  # wrong type
+        osc_bytes("/grain", 1, *([float("nan")] * GRAIN)),  # not finite ([oscparse] would read 0)
+        osc_bytes("/param", "gain", float("inf")),  # not finite
+        osc_bytes("/param", "gain", float("-inf")),  # not finite
+        b"\x00\x01garbage",  # not OSC at all
         osc_bytes("/model", 22050, 1024, 8),  # wrong count
         osc_bytes("/model", 22050.0, "big", 8, 8),  # wrong types
         osc_bytes("/param", 3, 4),  # wrong types
@@ -201,4 +205,7 @@ def test_malformed_messages_are_dropped_and_the_patch_plays_on(tmp_path: Path) -
     after = out.audio[int(0.8 * sr) :]
     assert np.isfinite(out.audio).all()
     assert np.sqrt(np.mean(after**2)) > 0.01, "the patch stopped playing after malformed messages"
-    assert out.log.count("grainbox: dropped") == len(bad), out.log
+    # every malformed OSC message is counted; the non-OSC datagram is refused by [oscparse] itself
+    assert out.log.count("grainbox: dropped") == len(bad) - 1, out.log
+    assert out.log.count("grainbox: dropped non-finite float") == 3, out.log
+    assert "oscparse: not an OSC message" in out.log
