@@ -6,10 +6,12 @@ Each test states one promise of issue 8: a box is updated and confirms it, or it
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +105,7 @@ def test_corrupt_model_is_refused_before_any_copy(sshd: Sshd, box: Path, models:
 def test_transfer_killed_half_way_leaves_the_old_model_and_a_later_flash_succeeds(
         sshd: Sshd, box: Path, runtime: BoxRuntime, models: dict[str, Path]) -> None:
     old_file, old_sha = link(box, "current"), sha256_of(box / "models" / link(box, "current"))
+    models_before = snapshot(box / "models")
     big_size = models["big"].stat().st_size
     slow_link = f"ProxyCommand={PYTHON} {REPO / 'tests' / 'slow_link.py'} 127.0.0.1 {sshd.port} 1000000"
     proc = subprocess.Popen(
@@ -121,9 +124,14 @@ def test_transfer_killed_half_way_leaves_the_old_model_and_a_later_flash_succeed
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
+    # The box side notices the cut (end of input or hang-up), deletes its partial copy and its lock:
+    # the models directory returns to exactly what it was, with nobody left to clean up.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and snapshot(box / "models") != models_before:
+        time.sleep(0.1)
+    assert snapshot(box / "models") == models_before
     assert link(box, "current") == old_file
     assert sha256_of(box / "models" / old_file) == old_sha
-    assert not (box / "models" / box_file_name(models["big"], "big-sound")).exists()
     assert read_status(box)["model_sha256"] == old_sha, "the runtime stopped playing the old model"
 
     result = flash(*over_ssh(sshd, box, models["big"], sshd.target))
@@ -204,6 +212,49 @@ def test_sd_card_directory_target_works_without_ssh(tmp_path: Path, models: dict
     assert (link(root, "current"), link(root, "previous")) == (new_file, old_file)
     assert sha256_of(root / "models" / new_file) == sha256_of(models["new"])
     assert "installed" in result.stdout and "plays at the next start" in result.stdout
+
+
+def test_swaps_are_atomic_and_only_the_newest_k_models_are_kept(
+        tmp_path: Path, models: dict[str, Path]) -> None:
+    """While two flashes run (--keep 2), a reader polling `current` as the runtime does always finds a
+    complete model file: the link is renamed over, never deleted and re-made (ln -sfn would open a gap)."""
+    card = tmp_path / "sdcard"
+    root = card / "var" / "lib" / "grainbox"
+    install_directly(root, models["old"], "old-sound")
+    valid_shas = {sha256_of(models[k]) for k in ("old", "new", "big")}
+    seen: list[str] = []
+    problems: list[str] = []
+    done = threading.Event()
+
+    def read_current() -> None:
+        while not done.is_set():
+            try:
+                target = os.readlink(root / "models" / "current")
+                with open(root / "models" / target, "rb") as f:
+                    # Hash each target once (the names carry the content); afterwards it only must open.
+                    if not seen or seen[-1] != target:
+                        seen.append(target)
+                        if hashlib.sha256(f.read()).hexdigest() not in valid_shas:
+                            problems.append(f"{target}: incomplete or unknown content")
+            except OSError as e:
+                problems.append(repr(e))
+            time.sleep(0.0005)
+
+    reader = threading.Thread(target=read_current)
+    reader.start()
+    try:
+        for name, meta in (("new", "new-sound"), ("big", "big-sound")):
+            result = flash("--keep", "2", models[name], card)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert link(root, "current") == box_file_name(models[name], meta)
+    finally:
+        done.set()
+        reader.join()
+    assert problems == []
+    assert len(seen) == 3, f"the reader saw {seen}"
+    kept = sorted(p.name for p in (root / "models").glob("*.ts"))
+    assert kept == sorted(box_file_name(models[k], f"{k}-sound") for k in ("new", "big"))
+    assert link(root, "previous") == box_file_name(models["new"], "new-sound")
 
 
 def test_unreachable_host_and_refused_authentication_are_named(
