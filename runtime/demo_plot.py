@@ -1,0 +1,158 @@
+"""out/demo.png: what the demo played (a spectrogram of out/demo.wav, its spectral centroid on top) above
+what the hands did (every knob's position, the sound changes), on one time axis.
+
+matplotlib and soundfile belong to the `train` extra, not to the box's install, so they are imported
+inside draw(); the analysis functions (spectrogram, spectral_centroid) need only numpy and are shared
+with the demo's tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+N_FFT = 2048
+HOP = 512
+TOP_DB = 80.0  # dynamic range shown in the spectrogram
+# The knobs' colours: the four latent axes in blues, the synthesis parameters in warm colours.
+COLOURS = {
+    "axis1": "#08306b",
+    "axis2": "#2171b5",
+    "axis3": "#6baed6",
+    "axis4": "#9ecae1",
+    "density": "#d94801",
+    "duration": "#fd8d3c",
+    "transpose": "#7a0177",
+    "spray": "#41ab5d",
+    "gain": "#737373",
+}
+
+
+def spectrogram(mono: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    """Magnitudes [frames, n_fft // 2 + 1] of Hann-windowed frames `hop` apart (frame k centred at k*hop)."""
+    padded = np.pad(mono.astype(np.float64), (n_fft // 2, n_fft // 2))
+    count = 1 + (len(padded) - n_fft) // hop
+    if count < 1:
+        return np.zeros((0, n_fft // 2 + 1))
+    index = np.arange(n_fft)[None, :] + hop * np.arange(count)[:, None]
+    return np.abs(np.fft.rfft(padded[index] * np.hanning(n_fft), axis=1))
+
+
+def spectral_centroid(
+    mono: np.ndarray, sample_rate: int, n_fft: int = N_FFT, hop: int = HOP
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: its time (s), its spectral centroid (Hz, power-weighted) and its RMS level.
+    Silent frames get a centroid of NaN (there is no spectrum to have a centre)."""
+    mag = spectrogram(mono, n_fft, hop)
+    power = mag**2
+    freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
+    total = power.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centroid = np.where(total > 1e-12, (power * freqs).sum(axis=1) / total, np.nan)
+    rms = np.sqrt(total / (n_fft * (np.hanning(n_fft) ** 2).sum()) * 2)
+    times = np.arange(len(mag)) * hop / sample_rate
+    return times, centroid, rms
+
+
+def knob_curves(knobs: dict[str, Any], end: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Each pot's step curve (name, times, positions) from the gesture log, held to `end`."""
+    curves = []
+    for index, name in enumerate(knobs["pots"]):
+        times, values = [0.0], [knobs["initial_knobs"][index]]
+        for t, kind, i, value in knobs["events"]:
+            if kind == "knob" and i == index:
+                times.append(max(0.0, t))
+                values.append(value)
+        times.append(end)
+        values.append(values[-1])
+        curves.append((name, np.asarray(times), np.asarray(values)))
+    return curves
+
+
+def draw(wav: Path, knobs_json: Path, png: Path, title: str = "Grainbox demo") -> Path:
+    """Render the figure to `png` and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, none opened
+    import matplotlib.pyplot as plt
+    import soundfile
+
+    audio, sr = soundfile.read(wav, dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    knobs = json.loads(Path(knobs_json).read_text())
+    duration = len(mono) / sr
+    times, centroid, _ = spectral_centroid(mono, sr)
+    db = 20 * np.log10(np.maximum(spectrogram(mono), 1e-9))
+    db -= db.max(initial=0.0)
+    freqs = np.fft.rfftfreq(N_FFT, 1 / sr)
+
+    fig, (ax_spec, ax_knobs) = plt.subplots(
+        2, 1, figsize=(13, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 2], "hspace": 0.06}
+    )
+    shown = freqs >= 30
+    mesh = ax_spec.pcolormesh(
+        times,
+        freqs[shown],
+        db[:, shown].T,
+        shading="nearest",
+        cmap="magma",
+        vmin=-TOP_DB,
+        vmax=0,
+        rasterized=True,
+    )
+    ax_spec.plot(times, centroid, color="white", lw=1.0, alpha=0.85, label="spectral centroid")
+    ax_spec.set_yscale("log")
+    ax_spec.set_ylim(30, sr / 2)
+    ax_spec.set_ylabel("frequency (Hz)")
+    ax_spec.set_title(f"{title}: {wav.name}, {duration:.1f} s at {sr} Hz", loc="left")
+    ax_spec.legend(loc="upper right", fontsize=8, framealpha=0.6)
+    colourbar = fig.colorbar(mesh, ax=[ax_spec, ax_knobs], pad=0.01, fraction=0.025, aspect=40)
+    colourbar.set_label("level (dB)")
+
+    for section in knobs.get("sections", []):
+        if section["start"] < duration:
+            for ax in (ax_spec, ax_knobs):
+                ax.axvline(section["start"], color="#bbbbbb", lw=0.6, ls=":")
+            ax_spec.text(
+                section["start"] + 0.02 * duration / 20,
+                sr / 2 * 0.82,
+                section["name"],
+                color="white",
+                fontsize=8,
+                va="top",
+                rotation=90,
+                alpha=0.9,
+            )
+
+    for name, t, v in knob_curves(knobs, duration):
+        if name == "none":
+            continue
+        moved = np.ptp(v) > 1e-6
+        ax_knobs.step(
+            t,
+            v,
+            where="post",
+            color=COLOURS.get(name, "#444444"),
+            lw=1.8 if moved else 0.8,
+            alpha=1.0 if moved else 0.45,
+            label=name,
+        )
+    anchor_names = knobs.get("anchor_names", [])
+    for t, kind, index, _ in knobs["events"]:
+        if kind == "anchor":
+            ax_knobs.axvline(t, color="black", lw=1.0, ls="--", alpha=0.7)
+            label = anchor_names[index] if index < len(anchor_names) else f"sound {index + 1}"
+            ax_knobs.text(t, 1.02, f" {label}", fontsize=7.5, rotation=30, va="bottom", ha="left")
+    ax_knobs.set_ylim(-0.03, 1.03)
+    ax_knobs.set_xlim(0, duration)
+    ax_knobs.set_ylabel("knob position (0..1)")
+    ax_knobs.set_xlabel("time (s)")
+    ax_knobs.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=8, fontsize=8, frameon=False)
+    ax_knobs.grid(axis="y", color="#dddddd", lw=0.5)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return png
