@@ -285,7 +285,7 @@ make_venv() {
     if ((!LIVE)); then skip "python3 -m venv, pip install torch==$TORCH_VERSION and the runtime's dependencies"; return; fi
     local stamp want torch_index=()
     stamp=$OPT/.venv/.grainbox-installed
-    want="$(sha256sum "$OPT/pyproject.toml" | cut -d' ' -f1) torch==$TORCH_VERSION"
+    want="$(sha256sum "$SRC/pyproject.toml" | cut -d" " -f1) torch==$TORCH_VERSION"
     # PyPI's x86_64 torch is the CUDA build (GBs); the CPU one lives on PyTorch's index. aarch64 is CPU anyway.
     [[ $(uname -m) == x86_64 ]] && torch_index=(--index-url https://download.pytorch.org/whl/cpu)
     if [[ -x $OPT/.venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
@@ -424,9 +424,11 @@ install_units() {
     fi
     if ((!LIVE)); then skip "systemctl daemon-reload and (re)start: the units start at the Pi's next boot"; return; fi
     ((after > before)) && act "systemctl daemon-reload" systemctl daemon-reload
+    # Any change so far (units, code, venv, configuration, model) reaches the services by a restart.
+    local changed=$CHANGES
     for u in "${UNIT_NAMES[@]}"; do
-        if ((after > before)); then
-            act "systemctl restart $u (its unit or the code changed)" systemctl restart "$u"
+        if ((changed > 0)); then
+            act "systemctl restart $u (to pick up the changes above)" systemctl restart "$u"
         elif systemctl is-active --quiet "$u"; then
             ok "$u running"
         else
