@@ -173,10 +173,14 @@ class Box:
         self._wake.set()
 
     def reload(self) -> bool:
-        """Validate the file the model path names now; swap it in only if every check passes."""
+        """Validate the file the model path names now; swap it in only if every check passes.
+
+        The link is resolved once and the target loaded, so a second swap during the load cannot mix two
+        files, and an error names the file that failed rather than the link."""
         self.watcher.seen = self.watcher.identity()
+        target = Path(os.path.realpath(self.model_path))
         try:
-            model = load_model(self.model_path)
+            model = load_model(target)
         except ModelError as e:
             self.reload_failures += 1
             self.last_error = str(e)
