@@ -1,0 +1,98 @@
+"""Decode speed of an exported model on one thread: what the box's decode worker can do.
+
+    python bench/decode.py [MODEL] [--seconds 3]      (default MODEL: models/factory.ts)
+
+Prints µs per grain at batch 1 (one knob move, one slot) and batch 8 (a knob move refreshes 8 slots),
+the real-time factor (seconds of grain audio decoded per second of decode work), and the bar of issue 5:
+one grain at batch 1 in under 0.5 ms on one core of the workstation (a Raspberry Pi 4 core is several
+times slower). The model is loaded with the box's own loader, so a model the box would refuse fails here.
+Each figure is the median of timed blocks of repeated calls, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from runtime.artifact import ModelError, load_model  # noqa: E402
+from runtime.threads import limit_torch_threads  # noqa: E402
+
+BAR_MS = 0.5
+BATCHES = (1, 8)
+
+
+def time_decode(model, batch: int, seconds: float) -> float:
+    """Median seconds per decode call of `batch` latent points around the model's centre."""
+    g = torch.Generator().manual_seed(batch)
+    z = model.center + torch.randn(batch, model.latent_dim, generator=g) * model.scales.mean()
+    with torch.inference_mode():
+        for _ in range(20):
+            model.module.decode(z)
+        start = time.perf_counter()
+        calls = 0
+        while time.perf_counter() - start < 0.2:
+            model.module.decode(z)
+            calls += 1
+        per_block = max(1, calls // 2)  # blocks of ~0.1 s
+        blocks = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(blocks) < 5:
+            t0 = time.perf_counter()
+            for _ in range(per_block):
+                model.module.decode(z)
+            blocks.append((time.perf_counter() - t0) / per_block)
+    return statistics.median(blocks)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", type=Path, default=REPO / "models" / "factory.ts")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per batch size (3)")
+    args = parser.parse_args(argv)
+    limit_torch_threads()
+    try:
+        model = load_model(args.model)
+    except ModelError as e:
+        print(f"error: {args.model}: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"model   {model.name} ({model.metadata.get('decoder', '?')} decoder, latent {model.latent_dim}, "
+        f"{model.size_bytes / 1e6:.2f} MB) {args.model}"
+    )
+    print(f"machine {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} thread")
+    print(f"\n{'batch':>5}  {'µs per call':>11}  {'µs per grain':>12}  {'real-time factor':>16}")
+    per_grain_ms = {}
+    for batch in BATCHES:
+        call = time_decode(model, batch, args.seconds)
+        per_grain = call / batch
+        per_grain_ms[batch] = per_grain * 1e3
+        rtf = model.grain_seconds / per_grain
+        print(f"{batch:>5}  {call * 1e6:>11.1f}  {per_grain * 1e6:>12.1f}  {rtf:>15.0f}x")
+    ok = per_grain_ms[1] < BAR_MS
+    verdict = "PASS" if ok else "FAIL"
+    print(f"\nbar: one grain at batch 1 under {BAR_MS} ms: {per_grain_ms[1]:.3f} ms -> {verdict}")
+    print(f"a knob move (8 slots at batch 8) costs {per_grain_ms[8] * 8:.2f} ms of one core")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
