@@ -119,6 +119,8 @@ def check_ready(options: Options) -> str:
         )
     if options.gui and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         raise DemoError("--gui needs a display (DISPLAY is unset); run `make demo` for the headless demo")
+    if options.gui and shutil.which("pd-gui") is None:
+        raise DemoError("--gui needs Pd's GUI (pd-gui): `sudo apt install puredata-gui`")
     return pd
 
 
@@ -146,22 +148,13 @@ def wrapper_patch(pd_port: int, runtime_port: int) -> str:
 
 
 def pd_command(pd: str, options: Options, audio: bool, pd_port: int, runtime_port: int) -> list[str]:
+    sound = [] if audio else ["-noaudio"]
+    common = [pd, *sound, "-r", str(SAMPLE_RATE), "-path", str(PD_DIR)]
     if options.gui:  # the real main.pd window; its [grainbox-osc] takes the ports from `gb_ports`
-        return [
-            pd,
-            "-r",
-            str(SAMPLE_RATE),
-            "-path",
-            str(PD_DIR),
-            "-open",
-            str(PD_DIR / "main.pd"),
-            "-send",
-            f"gb_ports {pd_port} {runtime_port}",
-        ]
+        return [*common, "-open", str(PD_DIR / "main.pd"), "-send", f"gb_ports {pd_port} {runtime_port}"]
     patch = options.work / "demo.pd"
     patch.write_text(wrapper_patch(pd_port, runtime_port))
-    sound = [] if audio else ["-noaudio"]
-    return [pd, "-nogui", *sound, "-r", str(SAMPLE_RATE), "-path", str(PD_DIR), "-open", str(patch)]
+    return [*common, "-nogui", "-open", str(patch)]
 
 
 def start_pd(command: list[str], log_path: Path) -> subprocess.Popen:
@@ -220,6 +213,35 @@ def wav_is_closed(path: Path) -> bool:
     except OSError:
         return False
     return len(head) == 12 and head[:4] == b"RIFF" and struct.unpack("<I", head[4:8])[0] + 8 == size > 44
+
+
+def repair_wav_header(path: Path) -> bool:
+    """Make a WAV whose writer died before closing it readable: set the RIFF and data chunk sizes from
+    the file's length (whole frames). Returns True if the header needed it. [writesf~] writes the sizes
+    only when it closes the file, so a Pd that quit or was killed mid-recording leaves them at zero."""
+    if wav_is_closed(path):
+        return False
+    with open(path, "r+b") as f:
+        data = f.read()
+        if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+            return False
+        offset, frame_bytes = 12, 0
+        while offset + 8 <= len(data):
+            chunk, size = data[offset : offset + 4], struct.unpack("<I", data[offset + 4 : offset + 8])[0]
+            if chunk == b"fmt ":
+                channels, bits = struct.unpack("<H", data[offset + 10 : offset + 12])[0], data[offset + 22]
+                frame_bytes = channels * bits // 8
+            if chunk == b"data":
+                payload = len(data) - offset - 8
+                payload -= payload % max(frame_bytes, 1)
+                f.seek(offset + 4)
+                f.write(struct.pack("<I", payload))
+                f.seek(4)
+                f.write(struct.pack("<I", offset + payload))
+                f.truncate(offset + 8 + payload)
+                return True
+            offset += 8 + size + (size & 1)
+    return False
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:  # noqa: ANN001
@@ -346,6 +368,10 @@ def run(options: Options, stop: StopRequest) -> int:
             recording = False
             if not wait_for(lambda: wav_is_closed(options.wav), WAV_TIMEOUT_S):
                 raise DemoError(f"Pd did not finish writing {options.wav}; Pd said:\n{pd_log_tail(options)}")
+        elif not options.gui:
+            raise DemoError(f"Pd exited ({proc.returncode}) mid-demo; Pd said:\n{pd_log_tail(options)}")
+        elif repair_wav_header(options.wav):
+            print(f"Pd quit while recording; repaired the header of {options.wav}")
     finally:
         if proc is not None:
             if recording and proc.poll() is None:

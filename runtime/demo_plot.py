@@ -17,6 +17,7 @@ import numpy as np
 N_FFT = 2048
 HOP = 512
 TOP_DB = 80.0  # dynamic range shown in the spectrogram
+MAX_HZ = 16000.0  # top of the spectrogram: grains are 22,050 Hz material, transposed at most 2 octaves
 # The knobs' colours: the four latent axes in blues, the synthesis parameters in warm colours.
 COLOURS = {
     "axis1": "#08306b",
@@ -79,6 +80,7 @@ def draw(wav: Path, knobs_json: Path, png: Path, title: str = "Grainbox demo") -
     matplotlib.use("Agg")  # files only: no display needed, none opened
     import matplotlib.pyplot as plt
     import soundfile
+    from matplotlib.transforms import blended_transform_factory
 
     audio, sr = soundfile.read(wav, dtype="float32", always_2d=True)
     mono = audio.mean(axis=1)
@@ -105,26 +107,30 @@ def draw(wav: Path, knobs_json: Path, png: Path, title: str = "Grainbox demo") -
     )
     ax_spec.plot(times, centroid, color="white", lw=1.0, alpha=0.85, label="spectral centroid")
     ax_spec.set_yscale("log")
-    ax_spec.set_ylim(30, sr / 2)
+    ax_spec.set_ylim(30, min(sr / 2, MAX_HZ))
     ax_spec.set_ylabel("frequency (Hz)")
-    ax_spec.set_title(f"{title}: {wav.name}, {duration:.1f} s at {sr} Hz", loc="left")
+    model = knobs.get("model", "?")
+    ax_spec.set_title(f"{title}: model {model}, {wav.name}, {duration:.1f} s at {sr} Hz", loc="left")
     ax_spec.legend(loc="upper right", fontsize=8, framealpha=0.6)
-    colourbar = fig.colorbar(mesh, ax=[ax_spec, ax_knobs], pad=0.01, fraction=0.025, aspect=40)
+    colourbar = fig.colorbar(mesh, cax=ax_spec.inset_axes((1.008, 0.0, 0.012, 1.0)))
     colourbar.set_label("level (dB)")
 
+    top = blended_transform_factory(ax_spec.transData, ax_spec.transAxes)
     for section in knobs.get("sections", []):
         if section["start"] < duration:
             for ax in (ax_spec, ax_knobs):
                 ax.axvline(section["start"], color="#bbbbbb", lw=0.6, ls=":")
             ax_spec.text(
-                section["start"] + 0.02 * duration / 20,
-                sr / 2 * 0.82,
+                section["start"],
+                0.985,
                 section["name"],
+                transform=top,
                 color="white",
                 fontsize=8,
-                va="top",
                 rotation=90,
-                alpha=0.9,
+                ha="left",
+                va="top",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "black", "alpha": 0.45, "lw": 0},
             )
 
     for name, t, v in knob_curves(knobs, duration):
@@ -141,11 +147,23 @@ def draw(wav: Path, knobs_json: Path, png: Path, title: str = "Grainbox demo") -
             label=name,
         )
     anchor_names = knobs.get("anchor_names", [])
-    for t, kind, index, _ in knobs["events"]:
-        if kind == "anchor":
-            ax_knobs.axvline(t, color="black", lw=1.0, ls="--", alpha=0.7)
-            label = anchor_names[index] if index < len(anchor_names) else f"sound {index + 1}"
-            ax_knobs.text(t, 1.02, f" {label}", fontsize=7.5, rotation=30, va="bottom", ha="left")
+    turns = [(t, index) for t, kind, index, _ in knobs["events"] if kind == "anchor"]
+    for k, (t, index) in enumerate(turns):
+        ax_knobs.axvline(t, color="black", lw=1.0, ls="--", alpha=0.7)
+        if k + 1 < len(turns) and turns[k + 1][0] - t < 0.04 * duration:
+            continue  # a quick run of detents: name only the sound it lands on
+        label = anchor_names[index] if index < len(anchor_names) else f"sound {index + 1}"
+        late = t > 0.8 * duration
+        ax_knobs.text(
+            t,
+            1.04,
+            f" sound {index + 1}: {label} ",
+            fontsize=7.5,
+            rotation=20,
+            va="bottom",
+            ha="right" if late else "left",
+            rotation_mode="anchor",
+        )
     ax_knobs.set_ylim(-0.03, 1.03)
     ax_knobs.set_xlim(0, duration)
     ax_knobs.set_ylabel("knob position (0..1)")

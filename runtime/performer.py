@@ -37,6 +37,11 @@ NOMINAL_SECONDS = 20.0
 KNOB_STEP = 1 / 1023  # an MCP3008 reads 10 bits: the smallest move a pot can report
 
 
+def to_knob(control: str, value: float) -> float:
+    """A value in the control's unit as the 0..1 knob position that gives it."""
+    return PARAMS[control].to_knob(value) if control in PARAMS else min(1.0, max(0.0, value))
+
+
 @dataclass(frozen=True)
 class KnobMove:
     """One knob travels through `path` (evenly spaced in time) from `start` to `end` (nominal seconds).
@@ -48,15 +53,18 @@ class KnobMove:
     end: float
     path: tuple[float, ...]
 
-    def value_at(self, t: float) -> float:
-        """The position (in the control's unit) at nominal time t, holding the ends outside the move."""
+    def knob_at(self, t: float) -> float:
+        """The knob position (0..1) at nominal time t, holding the ends outside the move. Hands turn a
+        knob at an even pace, so the path is interpolated in knob positions, not in the unit: an
+        exponential density knob sweeps 2 -> 200 grains/s in equal ratios per second."""
+        knobs = [to_knob(self.control, v) for v in self.path]
         if t <= self.start:
-            return self.path[0]
+            return knobs[0]
         if t >= self.end:
-            return self.path[-1]
-        x = (t - self.start) / (self.end - self.start) * (len(self.path) - 1)
-        i = min(int(x), len(self.path) - 2)
-        return self.path[i] + (self.path[i + 1] - self.path[i]) * (x - i)
+            return knobs[-1]
+        x = (t - self.start) / (self.end - self.start) * (len(knobs) - 1)
+        i = min(int(x), len(knobs) - 2)
+        return knobs[i] + (knobs[i + 1] - knobs[i]) * (x - i)
 
 
 @dataclass(frozen=True)
@@ -104,11 +112,6 @@ TURNS = (
     EncoderTurn(19.4, -1),
     EncoderTurn(19.6, -1),
 )
-
-
-def to_knob(control: str, value: float) -> float:
-    """A value in the control's unit as the 0..1 knob position that gives it."""
-    return PARAMS[control].to_knob(value) if control in PARAMS else min(1.0, max(0.0, value))
 
 
 class GestureLog:
@@ -167,6 +170,7 @@ class GestureLog:
             "pots": list(self.pots),
             "initial_knobs": self.initial_knobs,
             "initial_anchor": self.initial_anchor,
+            "model": model.name,
             "anchor_names": list(model.anchor_names),
             "events": events,
             "sections": [
@@ -208,7 +212,7 @@ class Performer(Controls):
         for move in MOVES:  # the last move of each control that has begun (or the first, before any)
             if move.control not in latest or move.start <= nominal:
                 latest[move.control] = move
-        return {self.knob_of[c]: to_knob(c, m.value_at(nominal)) for c, m in latest.items()}
+        return {self.knob_of[c]: m.knob_at(nominal) for c, m in latest.items()}
 
     def play(
         self,

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from runtime.demo import parse_args, wav_is_closed
+from runtime.demo import parse_args, repair_wav_header, wav_is_closed
 from runtime.demo_plot import knob_curves, spectral_centroid
 from tests.demo_fixtures import write_brightness_model
 
@@ -226,3 +226,20 @@ def test_missing_model_is_named_with_its_fix(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "nope.ts" in proc.stderr and "make factory-model" in proc.stderr
+
+
+def test_a_recording_cut_off_by_pd_quitting_is_repaired(tmp_path: Path) -> None:
+    """`make play` ends when the user closes Pd, which may leave [writesf~]'s header sizes at zero."""
+    wav = tmp_path / "cut.wav"
+    frames = np.linspace(-0.5, 0.5, 2 * 1000, dtype=np.float32).reshape(1000, 2)
+    soundfile.write(wav, frames, 44100, subtype="FLOAT")
+    data = bytearray(wav.read_bytes())
+    data[4:8] = bytes(4)  # RIFF size 0, data size 0, and half a frame of trailing garbage
+    data_at = data.index(b"data")
+    data[data_at + 4 : data_at + 8] = bytes(4)
+    wav.write_bytes(bytes(data) + b"\x01\x02")
+    assert not wav_is_closed(wav)
+    assert repair_wav_header(wav)
+    assert wav_is_closed(wav)
+    np.testing.assert_array_equal(soundfile.read(wav, dtype="float32")[0], frames)
+    assert not repair_wav_header(wav)  # a closed file is left alone
