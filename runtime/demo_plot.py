@@ -9,6 +9,7 @@ with the demo's tests.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 N_FFT = 2048
 HOP = 512
 TOP_DB = 80.0  # dynamic range shown in the spectrogram
+MIN_HZ = 20.0  # the centroid ignores DC and sub-audio bins
 MAX_HZ = 16000.0  # top of the spectrogram: grains are 22,050 Hz material, transposed at most 2 octaves
 # The knobs' colours: the four latent axes in blues, the synthesis parameters in warm colours.
 COLOURS = {
@@ -45,17 +47,32 @@ def spectrogram(mono: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndar
 def spectral_centroid(
     mono: np.ndarray, sample_rate: int, n_fft: int = N_FFT, hop: int = HOP
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per frame: its time (s), its spectral centroid (Hz, power-weighted) and its RMS level.
+    """Per frame: its time (s), its spectral centroid (Hz, power-weighted, above MIN_HZ) and its RMS level.
     Silent frames get a centroid of NaN (there is no spectrum to have a centre)."""
     mag = spectrogram(mono, n_fft, hop)
-    power = mag**2
     freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
+    power = mag**2 * (freqs >= MIN_HZ)  # a DC offset in the grains is no part of the timbre
     total = power.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         centroid = np.where(total > 1e-12, (power * freqs).sum(axis=1) / total, np.nan)
     rms = np.sqrt(total / (n_fft * (np.hanning(n_fft) ** 2).sum()) * 2)
     times = np.arange(len(mag)) * hop / sample_rate
     return times, centroid, rms
+
+
+def smoothed_centroid(
+    centroid: np.ndarray, rms: np.ndarray, floor_db: float = 40.0, width: int = 9
+) -> np.ndarray:
+    """The centroid for drawing: a running median over `width` frames, blank where the frame is more than
+    floor_db below the loudest (a gap between sparse grains has no meaningful centre)."""
+    loud = rms > rms.max(initial=0.0) * 10 ** (-floor_db / 20)
+    kept = np.where(loud, centroid, np.nan)
+    half = width // 2
+    padded = np.pad(kept, half, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows stay NaN
+        return np.where(loud, np.nanmedian(windows, axis=1), np.nan)
 
 
 def knob_curves(knobs: dict[str, Any], end: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -86,7 +103,7 @@ def draw(wav: Path, knobs_json: Path, png: Path, title: str = "Grainbox demo") -
     mono = audio.mean(axis=1)
     knobs = json.loads(Path(knobs_json).read_text())
     duration = len(mono) / sr
-    times, centroid, _ = spectral_centroid(mono, sr)
+    times, centroid, rms = spectral_centroid(mono, sr)
     db = 20 * np.log10(np.maximum(spectrogram(mono), 1e-9))
     db -= db.max(initial=0.0)
     freqs = np.fft.rfftfreq(N_FFT, 1 / sr)
@@ -105,13 +122,21 @@ def draw(wav: Path, knobs_json: Path, png: Path, title: str = "Grainbox demo") -
         vmax=0,
         rasterized=True,
     )
-    ax_spec.plot(times, centroid, color="white", lw=1.0, alpha=0.85, label="spectral centroid")
+    ax_spec.plot(
+        times,
+        smoothed_centroid(centroid, rms),
+        color="white",
+        lw=1.2,
+        alpha=0.9,
+    )
     ax_spec.set_yscale("log")
     ax_spec.set_ylim(30, min(sr / 2, MAX_HZ))
     ax_spec.set_ylabel("frequency (Hz)")
     model = knobs.get("model", "?")
-    ax_spec.set_title(f"{title}: model {model}, {wav.name}, {duration:.1f} s at {sr} Hz", loc="left")
-    ax_spec.legend(loc="upper right", fontsize=8, framealpha=0.6)
+    ax_spec.set_title(
+        f"{title}: model {model}, {wav.name}, {duration:.1f} s at {sr} Hz.  White line: spectral centroid",
+        loc="left",
+    )
     colourbar = fig.colorbar(mesh, cax=ax_spec.inset_axes((1.008, 0.0, 0.012, 1.0)))
     colourbar.set_label("level (dB)")
 
