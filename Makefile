@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 # Debian packages the tests and the demo drive for real: Pd (and rev3~ from extra), liblo's
 # oscsend/oscdump, PortAudio for sounddevice, libsndfile, sshd for flash tests, shellcheck and
-# systemd-analyze for deploy checks, Xvfb for the patch screenshot.
-APT_PACKAGES := puredata-core puredata-extra liblo-tools libportaudio2 libsndfile1 \
+# systemd-analyze for deploy checks, Xvfb for the patch screenshot, puredata-gui for `make play`.
+APT_PACKAGES := puredata-core puredata-extra puredata-gui liblo-tools libportaudio2 libsndfile1 \
 	openssh-server openssh-client shellcheck systemd xvfb rsync
 
 .PHONY: setup apt venv test lint demo play baseline factory-model bench clean
@@ -47,12 +47,28 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-# The main job, until the end-to-end demo lands: build the synth set and print the PCA baseline.
+DEMO_SECONDS ?= 20
+
+# The main job: about 20 s of the instrument played by a script through the real runtime and headless Pd,
+# with the factory model -> out/demo.wav (played live when there is a sound card) and out/demo.png.
 demo: setup
-	$(PY) -m trainer baseline --data synth
+	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m runtime.demo
+
+# The same with the Pd window open: play the virtual knobs; close Pd or press Ctrl-C to finish.
+play: setup
+	$(PY) -m runtime.demo --gui
 
 baseline: setup
 	$(PY) -m trainer baseline --data synth
 
 clean:
 	rm -rf out runs .cache
+
+# Every benchmark, one after another (about an hour on 2 cores; each prints its own table).
+bench: setup
+	$(PY) bench/pca_baseline.py
+	$(PY) bench/decode.py
+	$(PY) bench/pd_render.py
+	$(PY) bench/latency.py
+	$(PY) bench/grain_vae.py
+	$(PY) bench/mnist.py
