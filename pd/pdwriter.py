@@ -97,7 +97,7 @@ class Patch:
 
     def graph_on_parent(self, width: int, height: int, x: int = 0, y: int = 0) -> None:
         """Show the rectangle (x, y, width, height) of this canvas on its parent (GUI abstractions)."""
-        self.coords = f"#X coords 0 -1 1 1 {width} {height} 1 {x} {y};"
+        self.coords = f"#X coords 0 -1 1 1 {width} {height} 2 {x} {y};"  # 2: on parent, name hidden
 
     def render_lines(self, header: str | None = None) -> list[str]:
         head = header or f"#N canvas 60 60 {self.width} {self.height} {self.font};"
