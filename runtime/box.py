@@ -33,6 +33,7 @@ from runtime.threads import limit_torch_threads
 log = logging.getLogger("grainbox")
 
 STATUS_EVERY_S = 2.0
+SWITCH_INTERVAL_S = 0.0005
 
 
 def _now() -> str:
@@ -76,6 +77,9 @@ class Box:
 
     def __init__(self, config: Config, controls: Controls | None = None, pin_factory: object | None = None):
         limit_torch_threads()
+        # The decode worker, liblo's thread and the knob poller share one GIL; Python's default 5 ms
+        # switch interval would let one of them hold up a knob move by that much.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.config = config
         self.model_path = config.model_path
         self.watcher = ModelWatcher(self.model_path)
@@ -90,6 +94,7 @@ class Box:
         self.confirmed: dict[int, float] = {}  # slot -> the sum Pd confirmed for the grain it holds
         self._pings = 0
         self.ack_listeners: list[Any] = []  # callables(slot, checksum), for benchmarks and tests
+        self.pong_listeners: list[Any] = []  # callables(ping_id)
         self._reload_requested = threading.Event()
         self._reload_reason = ""
         self._stop = threading.Event()
@@ -289,7 +294,8 @@ class Box:
         self.controls.virtual_note(pitch, velocity)
 
     def on_pong(self, ping_id: int) -> None:
-        log.debug("pong %d", ping_id)
+        for listener in self.pong_listeners:
+            listener(ping_id)
 
     def on_reload(self) -> None:
         self.request_reload("OSC /reload")

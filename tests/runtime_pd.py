@@ -25,21 +25,22 @@ def pd_available() -> bool:
 class PdProcess:
     """`pd -nogui -noaudio` with main.pd listening on pd_port and sending to runtime_port."""
 
-    def __init__(self, workdir: Path, pd_port: int, runtime_port: int) -> None:
+    def __init__(self, workdir: Path, pd_port: int, runtime_port: int, flags: tuple[str, ...] = ()) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.driver = workdir / "driver.pd"
         self.driver.write_text(f"#N canvas 0 0 300 200 12;\n#X obj 10 10 main {pd_port} {runtime_port};\n")
         self.log_path = workdir / "pd.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.flags = flags  # extra command-line flags, e.g. ("-sleepgrain", "0.5")
 
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child holds it; closed below)
         try:
             self.proc = subprocess.Popen(
-                [PD_BINARY, "-nogui", "-noaudio", "-nomidi", "-noprefs", "-stderr", "-path", str(PD_DIR),
-                 "-open", str(self.driver)],
+                [PD_BINARY, "-nogui", "-noaudio", "-nomidi", "-noprefs", "-stderr", *self.flags,
+                 "-path", str(PD_DIR), "-open", str(self.driver)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.driver.parent,
             )  # fmt: skip
         finally:
