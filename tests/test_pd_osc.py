@@ -67,10 +67,13 @@ class Runtime:
         self.server.free()
 
 
-def start_pd(workdir: Path, pd_port: int, runtime_port: int) -> subprocess.Popen[bytes]:
-    """The patch as the runtime starts it: headless, no audio device, ports after load with -send."""
+def start_pd(workdir: Path, pd_port: int, runtime_port: int, *sends: str) -> subprocess.Popen[bytes]:
+    """The patch as the runtime starts it: headless, no audio device, ports after load with -send.
+
+    `sends` are more Pd messages delivered after load, as the GUI's objects would send them."""
     log = (workdir / "pd.log").open("w")
-    cmd = ["pd", "-nogui", "-noaudio", "-stderr", "-send", f"gb_ports {pd_port} {runtime_port}",
+    extra = [arg for message in sends for arg in ("-send", message)]
+    cmd = ["pd", "-nogui", "-noaudio", "-stderr", "-send", f"gb_ports {pd_port} {runtime_port}", *extra,
            str(REPO / "pd" / "main.pd")]
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
@@ -187,3 +190,19 @@ def test_malformed_messages_over_udp_are_dropped_and_pd_plays_on(pd_link: Runtim
     audio, _ = soundfile.read(wav, dtype="float32")
     assert np.isfinite(audio).all()
     assert np.sqrt(np.mean(audio**2)) > 0.01, "Pd went silent after malformed messages"
+
+
+def test_hello_and_the_gui_s_knobs_and_keys_reach_the_runtime(tmp_path: Path) -> None:
+    """On load Pd says /hello; a virtual knob (its slider sends gb_knob3) and a key send /knob, /note."""
+    pd_port, runtime_port = free_udp_port(), free_udp_port()
+    runtime = Runtime(runtime_port, pd_port)
+    proc = start_pd(tmp_path, pd_port, runtime_port, "gb_knob3 0.25", "gb_note_in 64 100",
+                    "gb_note_in 64 0")
+    try:
+        assert runtime.wait_for(lambda: runtime.first("/hello") is not None, timeout=20), "no /hello"
+        assert runtime.wait_for(lambda: runtime.first("/knob")) == [3, 0.25]
+        assert runtime.wait_for(lambda: runtime.first("/note")) == [64, 100]
+        assert runtime.wait_for(lambda: runtime.first("/note", [64, 0])) == [64, 0]
+    finally:
+        stop(proc)
+        runtime.close()

@@ -87,9 +87,10 @@ def test_onset_rate_matches_density(tmp_path: Path, density: float) -> None:
     assert abs(rate / density - 1) < 0.10, f"{rate:.2f} onsets/s for density {density}"
 
 
-def single_grain_pitch(tmp_path: Path, transpose: float) -> float:
+def single_grain_pitch(tmp_path: Path, transpose: float, scale: int = 0) -> float:
     """Fundamental of one long grain (clocked mode, one /trigger) of a 16-cycle sine, transposed."""
-    score = base_score(clocked=1, duration=1000, transpose=transpose, pan=0, spread=0, reverse=0, normalize=0)
+    score = base_score(clocked=1, duration=1000, transpose=transpose, pan=0, spread=0, reverse=0,
+                       normalize=0, scale=scale)
     score.add(0, "/grain", 0, *sine(GRAIN, 16.0, 0.8))
     score.add(100, "/trigger")
     out = render(score, 1.2, tmp_path / f"t{transpose:g}")
@@ -209,3 +210,64 @@ def test_malformed_messages_are_dropped_and_the_patch_plays_on(tmp_path: Path) -
     assert out.log.count("grainbox: dropped") == len(bad) - 1, out.log
     assert out.log.count("grainbox: dropped non-finite float") == 3, out.log
     assert "oscparse: not an OSC message" in out.log
+
+
+def test_stealing_the_oldest_voice_does_not_click(tmp_path: Path) -> None:
+    """2 voices asked for 10 overlapping grains: every grain steals, fading the old one out over 3 ms.
+
+    Bound: at most the 2 voices plus one fading one move at once, each no faster than the material
+    (scaled by pan and rate) plus its envelope (the 3 ms steal fade is the steepest: 1/(0.003*sr)).
+    An unfaded steal would jump by up to the grain's amplitude (0.9 * 0.707 here).
+    """
+    grain = sine(GRAIN, 8.0, 0.9)
+    own_step = float(np.abs(np.diff(grain)).max())
+    # flat-top grains (20 ms attack) are at full level when the next-but-one grain steals them
+    score = base_score(voices=2, density=50, duration=200, shape=0.5, spread=0, pan=0, normalize=0, gain=1)
+    score.add(0, "/grain", 0, *grain)
+    out = render(score, 1.2, tmp_path)
+    sr, mono = out.sample_rate, out.audio[:, 0]
+    assert np.sqrt(np.mean(mono**2)) > 0.05
+    bound = 3 * math.cos(math.pi / 4) * (0.9 * own_step * MODEL_SR / sr + 0.9 / (0.003 * sr))
+    largest = float(np.abs(np.diff(mono)).max())
+    assert largest <= bound, f"largest output step {largest:.4f} > bound {bound:.4f}"
+
+
+def test_scale_quantises_the_transposition(tmp_path: Path) -> None:
+    """+6 semitones is not in C major: the nearest degree below (+5, a fourth) plays instead."""
+    untouched = single_grain_pitch(tmp_path / "off", 6.0)
+    score_ratio = untouched / (16 * MODEL_SR / GRAIN)
+    assert abs(score_ratio / 2 ** (6 / 12) - 1) < 0.01, f"scale off: ratio {score_ratio:.4f}"
+    quantised = single_grain_pitch(tmp_path / "major", 6.0, scale=2)
+    ratio = quantised / (16 * MODEL_SR / GRAIN)
+    assert abs(ratio / 2 ** (5 / 12) - 1) < 0.01, f"major: ratio {ratio:.4f}, expected a fourth"
+
+
+def test_reverse_plays_the_grain_backwards(tmp_path: Path) -> None:
+    """One grain of a decaying tone that spans the slot once: forwards it fades, backwards it swells."""
+    n = np.arange(GRAIN)
+    decaying = [float(v) for v in 0.9 * np.exp(-4 * n / GRAIN) * np.sin(2 * np.pi * 32 * n / GRAIN)]
+    halves = {}
+    for reverse in (0, 1):
+        score = base_score(clocked=1, duration=1000 * GRAIN / MODEL_SR, reverse=reverse, shape=0.5,
+                           spread=0, pan=0, normalize=0)
+        score.add(0, "/grain", 0, *decaying)
+        score.add(100, "/trigger")
+        out = render(score, 0.3, tmp_path / f"r{reverse}")
+        sr = out.sample_rate
+        body = out.audio[int(0.1 * sr) : int(0.1 * sr) + 2 * GRAIN, 0]  # the grain: 1024 at half rate
+        halves[reverse] = (float(np.sum(body[:GRAIN] ** 2)), float(np.sum(body[GRAIN:] ** 2)))
+    assert halves[0][0] > 3 * halves[0][1], f"forwards should fade: {halves[0]}"
+    assert halves[1][1] > 3 * halves[1][0], f"backwards should swell: {halves[1]}"
+
+
+def test_lfo_square_on_gain_gates_the_output(tmp_path: Path) -> None:
+    """LFO 1, square at 2 Hz, full depth on gain (target 15): 250 ms loud, 250 ms silent."""
+    score = base_score(density=80, duration=40, gain=1, lfo1shape=2, lfo1rate=2, lfo1depth=1,
+                       lfo1target=15)
+    fill_slots(score, [noise(k) for k in range(8)])
+    out = render(score, 2.0, tmp_path)
+    sr, mono = out.sample_rate, out.audio[:, 0]
+    rms = np.array([np.sqrt(np.mean(mono[int(t * sr) : int((t + 0.05) * sr)] ** 2))
+                    for t in np.arange(0.2, 1.95, 0.05)])
+    loud, quiet = np.percentile(rms, 90), np.percentile(rms, 10)
+    assert loud > 0.02 and quiet < 0.1 * loud, f"no gating: 10th/90th percentile RMS {quiet:.4f}/{loud:.4f}"
