@@ -10,7 +10,9 @@ How it works (batch mode, faster than real time):
    Pd does not poll sockets in batch mode; tests/test_pd_osc.py covers the sockets in real time).
 3. The score starts with ``/record 1 <wav>`` and ends with ``/record 0``, and Pd runs with
    ``pd -nogui -noaudio -batch``: logical time runs as fast as the CPU allows, so a 2 s render takes a
-   fraction of that. The WAV (32-bit float, stereo, Pd's sample rate) comes back as a numpy array.
+   fraction of that. [writesf~] finishes the file in its own thread, so the harness waits until the
+   WAV's header shows every frame, then kills Pd. The WAV (32-bit float, stereo, Pd's sample rate)
+   comes back as a numpy array.
 
 Example::
 
@@ -57,14 +59,18 @@ def osc_bytes(path: str, *args: Any) -> bytes:
 class Score:
     """OSC messages at times in ms from the start of the render."""
 
-    events: list[tuple[float, bytes]] = field(default_factory=list)
+    events: list[tuple[float, str]] = field(default_factory=list)  # (time, "receiver atoms...")
 
     def add(self, at_ms: float, path: str, *args: Any) -> None:
         self.add_raw(at_ms, osc_bytes(path, *args))
 
     def add_raw(self, at_ms: float, packet: bytes) -> None:
         """A packet as given (for malformed-message tests); it goes through the patch's parser."""
-        self.events.append((float(at_ms), packet))
+        self.events.append((float(at_ms), "gb_osc_bytes " + " ".join(map(str, packet))))
+
+    def add_pd(self, at_ms: float, receiver: str, *atoms: float) -> None:
+        """A Pd message to a named receiver, as the GUI or MIDI would send it (e.g. gb_note_in 72 127)."""
+        self.events.append((float(at_ms), " ".join([receiver, *(f"{a:g}" for a in atoms)])))
 
 
 @dataclass
@@ -76,14 +82,17 @@ class Render:
 
 
 def _qlist_text(score: Score, end_ms: float, wav: Path) -> str:
-    """[qlist] text: each line waits its delta in ms, then sends the packet's bytes to gb_osc_bytes."""
-    events = [(0.0, osc_bytes("/record", 1, str(wav))), *sorted(score.events, key=lambda e: e[0]),
-              (end_ms, osc_bytes("/record", 0, ""))]
+    """[qlist] text: each line waits its delta in ms, then sends its message (OSC packets as bytes to
+    gb_osc_bytes)."""
+    first, last = Score(), Score()
+    first.add(0.0, "/record", 1, str(wav))
+    last.add(end_ms, "/record", 0, "")
+    events = [*first.events, *sorted(score.events, key=lambda e: e[0]), *last.events]
     lines, now = [], 0.0
-    for at, packet in events:
-        lines.append(f"{at - now:g} gb_osc_bytes {' '.join(map(str, packet))};")
+    for at, message in events:
+        lines.append(f"{at - now:g} {message};")
         now = at
-    lines.append("50 pd quit;")  # let [writesf~] flush and close the file
+    lines.append("0 pd dsp 0;")  # the harness kills Pd once [writesf~]'s thread has closed the file
     return "\n".join(lines) + "\n"
 
 
@@ -112,21 +121,45 @@ def pd_command(patch: Path, batch: bool = True, sample_rate: int = SAMPLE_RATE) 
     return [*cmd, "-batch", patch.as_posix()] if batch else [*cmd, patch.as_posix()]
 
 
-def render(score: Score, seconds: float, workdir: Path, timeout: float = 120.0) -> Render:
+def render(score: Score, seconds: float, workdir: Path, timeout: float = 120.0,
+           sample_rate: int = SAMPLE_RATE) -> Render:
     """Play score into the patch for `seconds` of Pd time in batch mode and return the recorded output."""
     workdir.mkdir(parents=True, exist_ok=True)
     wav, qlist, patch = workdir / "render.wav", workdir / "score.txt", workdir / "driver.pd"
     wav.unlink(missing_ok=True)
     qlist.write_text(_qlist_text(score, seconds * 1000.0, wav))
     patch.write_text(driver_patch(qlist, free_port(), free_port()))
+    log_path = workdir / "pd.log"
+    expected = int(seconds * sample_rate) - 2 * 64  # /record 0 lands within a block of the end
     start = time.monotonic()
-    proc = subprocess.run(pd_command(patch), capture_output=True, text=True, timeout=timeout, cwd=workdir)
-    wall = time.monotonic() - start
-    if proc.returncode != 0 or not wav.exists():
-        raise RuntimeError(f"Pd failed (exit {proc.returncode}, wav {'made' if wav.exists() else 'missing'}):"
-                           f"\n{proc.stderr[-3000:]}")
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(pd_command(patch, sample_rate=sample_rate), stdout=log,
+                                stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        # [writesf~] writes and closes the file in its own thread; its header holds the frame count
+        # only once it is closed, so wait for that rather than for Pd's logical time
+        while recorded_frames(wav) < expected and proc.poll() is None:
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"Pd rendered {recorded_frames(wav)} of {expected} frames in {timeout} s")
+            time.sleep(0.005)
+        wall = time.monotonic() - start
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    log_text = log_path.read_text()
+    if recorded_frames(wav) < expected:
+        raise RuntimeError(f"Pd stopped early (exit {proc.returncode}), {recorded_frames(wav)} of "
+                           f"{expected} frames in {wav}:\n{log_text[-3000:]}")
     audio, sr = soundfile.read(wav, dtype="float32", always_2d=True)
-    return Render(audio=audio, sample_rate=sr, log=proc.stderr, wall_seconds=wall)
+    return Render(audio=audio, sample_rate=sr, log=log_text, wall_seconds=wall)
+
+
+def recorded_frames(wav: Path) -> int:
+    """Frames in a WAV as its header says (0 while the file is missing or not yet closed)."""
+    try:
+        return soundfile.info(str(wav)).frames
+    except (RuntimeError, OSError, soundfile.LibsndfileError):
+        return 0
 
 
 def sine(n: int, cycles: float, amplitude: float = 1.0) -> list[float]:

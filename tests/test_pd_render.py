@@ -85,13 +85,25 @@ def test_onset_rate_matches_density(tmp_path: Path, density: float) -> None:
     found = found[found > 0.25 * sr]  # after the first grains, whatever the clock's phase
     rate = (len(found) - 1) / ((found[-1] - found[0]) / sr)
     assert abs(rate / density - 1) < 0.10, f"{rate:.2f} onsets/s for density {density}"
+    # sample-accurate: the period (1764 or 551.25 samples) is not a multiple of Pd's 64-sample block,
+    # yet every interval is within a sample of it ([vline~] starts grains between block boundaries)
+    intervals = np.diff(found)
+    assert np.abs(intervals - sr / density).max() <= 1.0, f"intervals {sorted(set(intervals.tolist()))}"
 
 
-def single_grain_pitch(tmp_path: Path, transpose: float, scale: int = 0) -> float:
-    """Fundamental of one long grain (clocked mode, one /trigger) of a 16-cycle sine, transposed."""
-    score = base_score(clocked=1, duration=1000, transpose=transpose, pan=0, spread=0, reverse=0,
-                       normalize=0, scale=scale)
-    score.add(0, "/grain", 0, *sine(GRAIN, 16.0, 0.8))
+def single_grain_pitch(tmp_path: Path, transpose: float, scale: int = 0, model_sr: int = MODEL_SR,
+                       grain: int = GRAIN, note: tuple[int, int] | None = None) -> float:
+    """Fundamental of one long grain (clocked mode, one /trigger) of a 16-cycle sine, transposed.
+
+    `note` (pitch, velocity) is played on the patch's keys (gb_note_in) before the grain."""
+    score = Score()
+    score.add(0, "/model", model_sr, grain, 8, 8)
+    for name, value in dict(reverb=0, clocked=1, duration=1000, transpose=transpose, pan=0, spread=0,
+                            reverse=0, normalize=0, scale=scale).items():
+        score.add(0, "/param", name, float(value))
+    score.add(0, "/grain", 0, *sine(grain, 16.0, 0.8))
+    if note:
+        score.add_pd(50, "gb_note_in", *note)
     score.add(100, "/trigger")
     out = render(score, 1.2, tmp_path / f"t{transpose:g}")
     sr = out.sample_rate
@@ -271,3 +283,18 @@ def test_lfo_square_on_gain_gates_the_output(tmp_path: Path) -> None:
                     for t in np.arange(0.2, 1.95, 0.05)])
     loud, quiet = np.percentile(rms, 90), np.percentile(rms, 10)
     assert loud > 0.02 and quiet < 0.1 * loud, f"no gating: 10th/90th percentile RMS {quiet:.4f}/{loud:.4f}"
+
+
+@pytest.mark.parametrize(("model_sr", "grain"), [(44100, 1024), (22050, 512)])
+def test_model_rate_and_grain_size_set_the_playback(tmp_path: Path, model_sr: int, grain: int) -> None:
+    """/model resizes the slots and sets the rate: 16 cycles per grain play at 16 * sr / grain Hz."""
+    f0 = single_grain_pitch(tmp_path, 0.0, model_sr=model_sr, grain=grain)
+    expected = 16 * model_sr / grain
+    assert abs(f0 / expected - 1) < 0.02, f"{f0:.1f} Hz, expected {expected:.1f}"
+
+
+def test_a_key_transposes_from_the_root(tmp_path: Path) -> None:
+    """Key 72 with root 60 (the default) plays an octave up, like the kslider or MIDI [notein] would."""
+    f0 = single_grain_pitch(tmp_path / "plain", 0.0)
+    up = single_grain_pitch(tmp_path / "key", 0.0, note=(72, 127))
+    assert abs(up / f0 / 2 - 1) < 0.02, f"key 72: {f0:.1f} -> {up:.1f} Hz"
