@@ -89,10 +89,11 @@ def knob_values(n: int, seed: int = 0) -> list[float]:
     return values
 
 
-def measure_moves(box: Box, clock: AckClock, moves: int, move) -> tuple[list[float], int]:
-    """Latency in ms of each move (move(value) starts it), and how many acks did not match the grain sent."""
+def measure_moves(box: Box, clock: AckClock, moves: int, move) -> tuple[list[float], list[float], int]:
+    """Latency in ms of each move (move(value) starts it), the engine's decode time for each, and how many
+    acks did not match the grain sent."""
     tolerance = 1e-3 * box.model.grain_size
-    latencies, mismatched = [], 0
+    latencies, decodes, mismatched = [], [], 0
     for value in knob_values(moves):
         clock.arm()
         start = time.perf_counter()
@@ -102,9 +103,10 @@ def measure_moves(box: Box, clock: AckClock, moves: int, move) -> tuple[list[flo
                 f"Pd never acknowledged slot 0 after a move to {value}; runtime status {box.status()}"
             )
         latencies.append((clock.slot0_at - start) * 1e3)
+        decodes.append(box.engine.last_decode_ms)
         mismatched += abs(clock.checksum - box.link.sent_sums[0][-1]) > tolerance
         clock.all.wait(10)  # let the other slots land before the next move: each move measured alone
-    return latencies, mismatched
+    return latencies, decodes, mismatched
 
 
 def ping_rtt(box: Box, count: int = 200) -> list[float]:
@@ -149,9 +151,9 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
         wait_until(lambda: box.slots_confirmed() == slots, 60, "Pd to confirm the starting grains")
         rtt = ping_rtt(box)
         decode = decode_alone(box)
-        knob_box, bad_box = measure_moves(box, clock, moves, lambda v: box.performance.knob(0, v))
+        knob_box, in_engine, bad_box = measure_moves(box, clock, moves, lambda v: box.performance.knob(0, v))
         client = liblo.Address(HOST, config.listen_port, liblo.UDP)
-        osc, bad_osc = measure_moves(
+        osc, _, bad_osc = measure_moves(
             box, clock, moves // 5, lambda v: liblo.send(client, liblo.Message("/knob", 0, float(v)))
         )
         base = statistics.median(rtt)
@@ -161,6 +163,7 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
         print(row(f"baseline: OSC round trip to Pd ({len(rtt)} pings)", rtt))
         print(row(f"baseline: decode {slots} slots alone", decode))
         print(row(f"knob -> Pd /ack of slot 0 ({len(knob_box)} pot moves)", knob_box, base))
+        print(row("  of which: decode inside the engine", in_engine))
         print(row(f"/knob over OSC -> Pd /ack ({len(osc)} moves)", osc, base))
         met = statistics.median(knob_box) < 2 and percentile(knob_box, 99) < 5
         print(f"acks whose checksum differed from the grain sent: {bad_box + bad_osc}; "
@@ -248,10 +251,26 @@ def load_part(
         print(f"  Pd CPU      {100 * pd_cpu / wall:5.1f} % of one core")
         print(f"  decode requests {requests}, decodes {decodes}, coalesced {coalesced} "
               f"(requests = decodes + coalesced: no backlog); Pd ack mismatches {after['pd_ack_mismatches']}")  # noqa: E501  # fmt: skip
+        burst_part(target, status, after)
     finally:
         runtime.terminate()
         runtime.wait(timeout=20)
         pd.kill()
+
+
+def burst_part(target: liblo.Address, status, before: dict) -> None:
+    """A knob swept as fast as liblo can send: the engine must coalesce, not queue."""
+    moves, start = 2000, time.perf_counter()
+    for i in range(moves):
+        liblo.send(target, liblo.Message("/knob", 0, (i % 100) / 99))
+    sent_ms = (time.perf_counter() - start) * 1e3
+    time.sleep(2.5)  # the next status.json (UDP may drop part of a burst: requests counts what arrived)
+    after = status()
+    requests = after["decode_requests"] - before["decode_requests"]
+    decodes = after["decodes"] - before["decodes"]
+    coalesced = after["decodes_coalesced"] - before["decodes_coalesced"]
+    print(f"  burst: {moves} /knob in {sent_ms:.0f} ms -> {requests} requests, {decodes} decodes, "
+          f"{coalesced} coalesced (only the newest state is decoded)")  # fmt: skip
 
 
 def main() -> int:

@@ -7,7 +7,8 @@ wander a couple of LSB. Sending that wander would re-decode grains all day. Two 
    a = 0.75, our default), which takes the edge off single-sample spikes;
 2. a dead band with hysteresis ("backlash"): the knob's value is a window 2 * dead_band LSB wide that
    the smoothed reading must *push* to move. A knob that rests inside its window sends nothing, however
-   long it jitters, as long as the jitter spans less than the window (+-2 LSB with the default of 2).
+   long it jitters, as long as the jitter spans no more than the window (+-2 LSB with the default of 2).
+   A knob just let go may take one more one-LSB step while the average settles; after that it is silent.
 
 Organelle compares each reading with the last sent one, so a knob that comes to rest at the top of its
 noise can still flicker; the window cannot, and it gives the full range: the window's low edge runs from

@@ -27,6 +27,7 @@ HOST = "127.0.0.1"  # never "localhost": it may resolve to ::1 while Pd binds IP
 NUM_KNOBS = 8
 LOGGED_DROPS = 10  # log the first few drops in full, then one line per DROP_LOG_EVERY
 DROP_LOG_EVERY = 1000
+PD_SAYS = ("/hello", "/ack", "/pong")  # what only Pd sends: proof that Pd is alive
 RECENT_SUMS = 64  # /acks lag the sends by a few grains while a knob sweeps
 
 
@@ -81,7 +82,7 @@ class Link:
         self.grains_sent = 0
         self.send_errors = 0
         self.last_drop: str | None = None
-        self.last_heard: float | None = None  # time.monotonic() of the last valid message
+        self.last_heard: float | None = None  # time.monotonic() of the last valid /hello, /ack or /pong
         # slot -> sums of the samples of the last few grains sent, newest last, to check Pd's /ack against
         self.sent_sums: dict[int, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_SUMS))
         self._routes: dict[str, tuple[str, Callable[..., None]]] = {
@@ -145,7 +146,8 @@ class Link:
             if types != expected:
                 raise Malformed(f"type tags ',{types}', expected ',{expected}'")
             handle(src, *args)
-            self.last_heard = time.monotonic()
+            if path in PD_SAYS:
+                self.last_heard = time.monotonic()
         except Malformed as why:
             self._drop(path, types, str(why))
         except Exception:  # a bug in a handler: log it, keep serving
