@@ -1,9 +1,9 @@
 """Grain-VAE against PCA (issue 3): train latent 16 for N minutes, score it and PCA k = 16 and 64 on the same
 validation grains, on the built-in synth set and on ../shared/datasets/timgm6mb-notes.
 
-    .venv/bin/python bench/grain_vae.py                   # 10 minutes per set, 2 threads: ~22 minutes
+    .venv/bin/python bench/grain_vae.py                   # 10 minutes per set, one thread: ~22 minutes
     .venv/bin/python bench/grain_vae.py --minutes 2       # a shorter look
-    .venv/bin/python bench/grain_vae.py --decoder noise   # the filtered-noise decoder instead
+    .venv/bin/python bench/grain_vae.py --decoder conv    # the transposed-convolution decoder instead
 
 Each training is `python -m trainer train` (the command users run) under `flock /tmp/grainbox-bench.lock`,
 so it never overlaps another heavy benchmark. The VAE is scored from its best checkpoint (lowest validation
@@ -93,8 +93,13 @@ def score(run: Path) -> tuple[list[dict], dict]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0, help="training minutes per data set (10)")
-    p.add_argument("--decoder", choices=("conv", "noise"), default="conv", help="decoder type (conv)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for training (2: this machine)")
+    p.add_argument("--decoder", choices=("noise", "conv"), default="noise", help="decoder type (noise)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for training (1: on this shared 2-core machine 2 threads ran 3x slower)",
+    )
     p.add_argument("--notes", type=Path, default=NOTES, help=f"the instrument-notes folder ({NOTES})")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "bench-grain-vae", help="run folders")
     p.add_argument("--only", choices=("synth", "notes"), default=None, help="one data set only")

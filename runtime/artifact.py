@@ -131,6 +131,8 @@ def content_hash(module: torch.nn.Module) -> str:
 
 
 def _float_bytes(tensor: Tensor) -> bytes:
+    if tensor.is_complex():  # a frozen spectrum (the noise decoder's): real and imaginary parts
+        tensor = torch.view_as_real(tensor)
     return tensor.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
 
 

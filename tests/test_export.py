@@ -28,7 +28,7 @@ from trainer.loop import TrainConfig, train
 from trainer.synth import SHAPE_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = GrainVAEConfig(width=8, max_width=32, latent_dim=8)
+TINY = GrainVAEConfig(width=8, max_width=32, latent_dim=8, decoder="conv")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from trainer.synth import render_synth_grains
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
-TINY = GrainVAEConfig(width=8, max_width=32, latent_dim=8)
+TINY = GrainVAEConfig(width=8, max_width=32, latent_dim=8, decoder="conv")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,10 @@ sigma^2 equals the mean squared error, so the balance between reconstruction and
 hiding in a hand-set weight. `sigma` in the config fixes it instead. The multi-resolution STFT term
 (trainer/spectral.py) is scaled by G so that it is a per-sample quantity like the NLL; it is on by default
 because the benchmark (bench/grain_vae.py) shows better spectral convergence and log-spectral distance.
+
+The default decoder is "noise": on the synth set, 4 minutes of one CPU thread each, it reached SC 0.662 and
+LSD 11.4 dB against the conv decoder's 0.873 and 17.2 dB (PCA with k = 16: 0.696 and 27.3 dB), took more
+steps per minute, and decodes a grain in about 0.11 ms at batch 1 on one thread against 0.26 ms.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class GrainVAEConfig:
     width: int = 32  # channels of the outermost conv layers; doubles towards the latent
     depth: int = 4  # stride-4 layers: 1024 -> 256 -> 64 -> 16 -> 4
     max_width: int = 256
-    decoder: str = "conv"  # "conv" or "noise"
+    decoder: str = "noise"  # "noise" or "conv": noise won the benchmark (see the module docstring)
     sigma: float | None = None  # fixed std of the Gaussian likelihood; None = learned global log sigma
     spectral_weight: float = 1.0  # 0 turns the multi-resolution STFT term off
     fft_sizes: tuple[int, ...] = field(default=DEFAULT_FFT_SIZES)

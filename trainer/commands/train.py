@@ -47,9 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--latent-dim", type=int, default=16, help="size Z of the latent space (16)")
     model.add_argument(
         "--decoder",
-        choices=("conv", "noise"),
-        default="conv",
-        help="conv: transposed convolutions; noise: filtered noise (Bitton et al. 2020) (conv)",
+        choices=("noise", "conv"),
+        default="noise",
+        help="noise: filtered noise (Bitton et al. 2020); conv: transposed convolutions (noise)",
     )
     model.add_argument(
         "--width", type=int, default=32, help="channels of the outer conv layers, doubling inwards (32)"
