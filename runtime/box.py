@@ -188,7 +188,7 @@ class Box:
             model = load_model(target)
         except ModelError as e:
             self.reload_failures += 1
-            self.last_error = str(e)
+            self.last_error = str(e) if str(target) in str(e) else f"{target}: {e}"
             log.error("reload refused, still playing %s: %s", self.model.name, e)
             self._status_dirty.set()
             return False

@@ -77,7 +77,9 @@ def check_model(config: Config) -> Finding:
     try:
         model = load_model(config.model_path)
     except ModelError as e:
-        return Finding("FAIL", "model", str(e))
+        message = str(e)
+        named = str(config.model_path) in message
+        return Finding("FAIL", "model", message if named else f"{config.model_path}: {message}")
     return Finding("OK", "model", f"{model.name} ({model.sha256[:12]}) from {config.model_path}")
 
 

@@ -102,3 +102,11 @@ def test_a_virtual_knob_move_puts_new_grains_in_pds_tables_and_a_pd_restart_gets
     )  # fmt: skip
     assert "OK    Pd: the running runtime heard Pd" in doctor.stdout, doctor.stdout + doctor.stderr
     assert "OK    model: checksum-test" in doctor.stdout
+
+    runtime.stop()  # with the runtime's port free, the doctor listens there and pings Pd itself
+    doctor = subprocess.run(
+        [sys.executable, "-m", "runtime", "doctor", "--model", str(model), "--controls", "virtual",
+         "--osc-port", str(runtime.port), "--pd-port", str(runtime.pd_port), "--timeout", "5"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert f"OK    Pd: answered on 127.0.0.1:{runtime.pd_port}" in doctor.stdout, doctor.stdout

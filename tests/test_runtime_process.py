@@ -202,3 +202,19 @@ def test_reload_on_sighup_osc_and_symlink_swap_and_a_corrupt_model_keeps_the_old
     finally:
         client.close()
         assert runtime.stop() == 0, runtime.log()
+
+
+def test_doctor_names_each_problem_and_its_fix(tmp_path: Path) -> None:
+    broken = write_broken(tmp_path / "broken.ts", "decode_out_of_range")
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime", "doctor", "--model", str(broken), "--controls", "virtual",
+         "--osc-port", str(free_udp_port()), "--pd-port", str(pd_port := free_udp_port()),
+         "--state-dir", str(tmp_path), "--timeout", "0.5"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert [line.split()[1].rstrip(":") for line in lines] == ["audio", "Pd", "SPI", "model"]
+    assert lines[1].startswith(f"FAIL  Pd: no /pong from 127.0.0.1:{pd_port}") and "grainbox-pd" in lines[1]
+    assert lines[2] == "SKIP  SPI: not needed with controls = virtual"
+    assert lines[3].startswith("FAIL  model:") and "broken.ts" in lines[3] and "[-1, 1]" in lines[3]
