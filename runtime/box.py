@@ -315,6 +315,9 @@ def run_box(config: Config) -> int:
     except LinkError as e:
         log.error("cannot start: %s", e)
         return 1
+    except OSError as e:  # the state directory (presets, status.json) cannot be created
+        log.error("cannot start: %s; the state directory must be writable (--state-dir or [state] dir)", e)
+        return 1
     signal.signal(signal.SIGHUP, lambda *_: box.request_reload("SIGHUP"))
     signal.signal(signal.SIGTERM, lambda *_: box.stop())
     signal.signal(signal.SIGINT, lambda *_: box.stop())
