@@ -51,7 +51,8 @@ def plot_elbo_curves(train: list[tuple[int, float]], test: list[tuple[int, float
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if train:
         steps, values = zip(*train, strict=True)
-        ax.plot([s * images_per_step for s in steps], values, lw=1, alpha=0.7, label="train (batch ELBO)")
+        ax.plot([s * images_per_step for s in steps], values, lw=1, alpha=0.7,
+                label="train (mean batch ELBO since the last point)")
     if test:
         steps, values = zip(*test, strict=True)
         ax.plot([s * images_per_step for s in steps], values, "o-", ms=3, label="test (fixed binarisation)")

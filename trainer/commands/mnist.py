@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         test_curve.append((step, val["test_elbo"]))
         plot_elbo_curves(train_curve, test_curve, curves, images_per_step=args.batch_size)
 
-    started = time.time()
+    started, load_at_start = time.time(), os.getloadavg()[0]
     extra = {"mnist_model": {"config": dataclasses.asdict(config)}, "data": data.summary()}
     summary = train(model, train_images, val_binary, cfg, on_eval=on_eval, fingerprint=data.fingerprint,
                     extra_state=extra)
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         "train_seconds": summary["seconds"],
         "eval_seconds": round(eval_seconds, 2),
         "threads": torch.get_num_threads(),
-        "load_avg_1min": os.getloadavg()[0],
+        "load_avg_1min": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],  # start, end
         "active_units": summary["val"].get("active_units"),
         "data": data.summary(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
