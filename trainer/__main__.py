@@ -8,6 +8,7 @@ so `--help` stays fast and a command's heavy imports cost nothing to the others.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import importlib.util
 import pkgutil
@@ -42,14 +43,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cheap_help(name: str) -> str:
-    """The HELP line of a command module, read without importing it."""
+    """The HELP string of a command module, read from its source without importing it."""
     spec = importlib.util.find_spec(f"trainer.commands.{name}")
     if spec is None or spec.origin is None:
         return ""
     with open(spec.origin, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("HELP = "):
-                return line.split("=", 1)[1].strip().strip("\"'")
+        tree = ast.parse(f.read(), spec.origin)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "HELP" for t in node.targets):
+            try:
+                return str(ast.literal_eval(node.value))
+            except ValueError:
+                return ""
     return ""
 
 
