@@ -137,3 +137,20 @@ def test_check_command_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as raised:
         main(["check"])
     assert raised.value.code == 2
+
+
+def test_the_committed_factory_model_passes_the_check() -> None:
+    """models/factory.ts (the box's default model) loads with the current schema; models/ stays under 5 MB."""
+    from runtime.artifact import SUPPORTED_SCHEMAS
+
+    factory = REPO / "models" / "factory.ts"
+    model = load_model(factory)
+    assert model.metadata["schema_version"] == max(SUPPORTED_SCHEMAS)
+    assert model.name == "factory-synth" and model.metadata["dataset"]["source"] == "synth"
+    assert model.warnings == () and model.num_axes >= 8 and 1 <= model.num_anchors <= 32
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", "check", str(factory)], capture_output=True, text=True, cwd=REPO
+    )
+    assert proc.returncode == 0 and "OK: the box can play this model" in proc.stdout, proc.stderr
+    total = sum(p.stat().st_size for p in (REPO / "models").rglob("*") if p.is_file())
+    assert total < 5_000_000, f"models/ holds {total / 1e6:.2f} MB"
