@@ -245,3 +245,28 @@ def test_export_command_refuses_what_it_cannot_export(run: dict, tmp_path: Path)
     )
     assert proc.returncode == 1 and "--anchors must be 1..32" in proc.stdout
     assert not (tmp_path / "m.ts").exists()
+
+
+def test_a_folder_of_few_files_gets_one_anchor_per_file_named_after_it(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    t = np.arange(11025) / 22050
+    for i, name in enumerate(["kick", "snare", "hat", "bell", "pad", "bass"]):
+        tone = np.sin(2 * np.pi * 110 * 2 ** (i * 0.7) * t) * np.exp(-t * (2 + i))
+        sf.write(folder / f"{name}.wav", (0.8 * tone).astype(np.float32), 22050)
+    spec = {"data": str(folder), "hop": 512, "val_fraction": 0.2, "seed": 0, "synth_grains": 0}
+    grains = load_grainset(spec, tmp_path / "cache", progress=False)
+    torch.manual_seed(0)
+    model = GrainVAE(TINY)
+    cfg = TrainConfig(out=tmp_path / "run", batch_size=16, steps=10, eval_every=10, progress=False)
+    x_train, x_val = (torch.from_numpy(np.array(a)) for a in (grains.train, grains.val))
+    extra = {"model": TINY.to_dict(), "data": spec, "kind": "grain-vae"}
+    train(model, x_train, x_val, cfg, fingerprint=grains.fingerprint, extra_state=extra)
+
+    meta = export_run(tmp_path / "run", tmp_path / "m.ts", cache_dir=tmp_path / "cache")
+    train_files = {Path(grains.source_names[i]).stem for i in np.unique(grains.train_source)}
+    assert sorted(meta["anchor_names"]) == sorted(train_files) and 3 <= len(train_files) < 6
+    for name, i in zip(meta["anchor_names"], meta["anchor_train_index"], strict=True):
+        assert Path(grains.source_names[int(grains.train_source[i])]).stem == name
