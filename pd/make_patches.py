@@ -1743,8 +1743,9 @@ def lfo_help() -> Patch:
                    "[grainbox-params] every 10 ms and sends depth*value/2 (in units of the target's "
                    "range) to that parameter. The targets are listed in [grainbox-params].")
     p.obj(20, 140, "grainbox-params")
-    p.msg(20, 180, "; gb_lfo1target_in 9; gb_lfo1depth_in 1; gb_lfo1rate_in 1")
-    p.comment(20, 240, "<- LFO 1 sweeps pan (target 9) once a second; [grainbox-params] already "
+    pan = LFO_TARGETS.index("pan")
+    p.msg(20, 180, f"; gb_lfo1target_in {pan}; gb_lfo1depth_in 1; gb_lfo1rate_in 1")
+    p.comment(20, 240, f"<- LFO 1 sweeps pan (target {pan}) once a second; [grainbox-params] already "
               "holds both LFOs", 60)
     for k, shape in enumerate(["sine", "triangle", "square", "random"]):
         p.msg(20 + 110 * k, 290, f"; gb_lfo1shape_in {k}")
@@ -1809,6 +1810,7 @@ def osc_help() -> Patch:
                    "on gb_osc_bytes, as below.")
     p.obj(20, 150, "grainbox-osc 9101 9100")
     p.comment(220, 150, "<- a second link on other ports, so it does not clash with main.pd", 40)
+    p.obj(520, 150, "grainbox-params")
     m1 = p.msg(20, 200, "set param, list density 40")
     m2 = p.msg(20, 230, "set param, list nothing 1")
     m3 = p.msg(20, 260, "set grain, list 1 2 3")

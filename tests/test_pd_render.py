@@ -298,3 +298,15 @@ def test_a_key_transposes_from_the_root(tmp_path: Path) -> None:
     f0 = single_grain_pitch(tmp_path / "plain", 0.0)
     up = single_grain_pitch(tmp_path / "key", 0.0, note=(72, 127))
     assert abs(up / f0 / 2 - 1) < 0.02, f"key 72: {f0:.1f} -> {up:.1f} Hz"
+
+
+def test_intermittency_skips_grains_at_random(tmp_path: Path) -> None:
+    """Intermittency 0.5 keeps about half of 80 grains/s (binomial: 140 grains, 3 sigma is about 25%)."""
+    score = base_score(density=80, duration=5, pan=0, normalize=0, intermittency=0.5)
+    fill_slots(score, [[0.8] * GRAIN] * 8)
+    out = render(score, 2.0, tmp_path)
+    sr = out.sample_rate
+    found = onsets(out.audio[:, 0], sr)
+    kept = np.count_nonzero(found > 0.25 * sr) / 1.75
+    assert abs(kept / 40 - 1) < 0.25, f"{kept:.1f} grains/s kept of 80 with intermittency 0.5"
+    assert np.diff(found).max() > 1.5 * sr / 80, "no grain was skipped"
