@@ -1263,7 +1263,9 @@ def osc() -> Patch:
 # ---------------------------------------------------------------------------------------------------
 # grainbox-out: filter, reverb, gain, soft limiter, DAC and recorder
 
-LIMITER = "if(abs($v1) <= 0.8, $v1, (($v1 > 0)*2 - 1)*(0.8 + 0.2*tanh((abs($v1) - 0.8)/0.2)))"
+# linear to 0.8, then a tanh knee whose ceiling is 0.99 (-0.09 dBFS): tanh reaches 1.0 in 32-bit floats,
+# so the ceiling is kept below full scale rather than at it
+LIMITER = "if(abs($v1) <= 0.8, $v1, (($v1 > 0)*2 - 1)*(0.8 + 0.19*tanh((abs($v1) - 0.8)/0.19)))"
 
 
 def reverb() -> Patch:
@@ -1314,7 +1316,7 @@ def out() -> Patch:
     p = Patch(900, 700)
     p.comment(20, 10, "grainbox-out: the voices' sum -> resonant low-pass (tone, resonance; extra/bob~) "
               "-> reverb send (extra/rev3~) -> gain -> soft limiter (linear to 0.8, then a tanh knee "
-              "that never reaches 1.0) -> dac~ 1 2, and a 32-bit float WAV on /record.", 100)
+              "whose ceiling is 0.99) -> dac~ 1 2, and a 32-bit float WAV on /record.", 100)
     l_in = p.obj(20, 90, "inlet~")
     r_in = p.obj(300, 90, "inlet~")
     lb = p.obj(560, 90, "loadbang")
@@ -1831,7 +1833,7 @@ def out_help() -> Patch:
     p = help_patch("grainbox-out", "filter, reverb, gain, soft limiter, dac~ and recorder",
                    "Two signal inlets (the voices' sum). Listens to gb_tone, gb_resonance, gb_reverb and "
                    "gb_gain, and to gb_record_path / gb_record_on (OSC /record). The soft limiter is "
-                   "linear to 0.8 and then bends (tanh) towards, never past, 1.0.")
+                   "linear to 0.8 and then bends (tanh) towards a ceiling of 0.99, below full scale.")
     osc = p.obj(20, 150, "osc~ 110")
     amp = p.obj(20, 180, "*~ 3")
     p.connect(osc, 0, amp)

@@ -154,13 +154,16 @@ def test_pan_spread(tmp_path: Path) -> None:
     assert corr1 < 0.8, f"pan spread 1: channel correlation {corr1:.3f}"
 
 
-def test_32_full_scale_voices_at_gain_1_never_clip(tmp_path: Path) -> None:
-    score = base_score(voices=32, density=500, duration=1000, normalize=0, gain=1, pan=0, shape=0.5)
+@pytest.mark.parametrize("gain", [1.0, 2.0])
+def test_32_full_scale_voices_never_clip(tmp_path: Path, gain: float) -> None:
+    """Gain 1 is the acceptance case; 2 is the top of the range."""
+    score = base_score(voices=32, density=500, duration=1000, normalize=0, gain=gain, pan=0, shape=0.5,
+                       reverb=0.5)
     fill_slots(score, [[1.0] * GRAIN] * 4 + [[-1.0] * GRAIN] * 4)
     score.add(0, "/param", "spread", 0.0)  # all from slot 0: every voice in phase, the worst case
     out = render(score, 1.5, tmp_path)
     peak = float(np.abs(out.audio).max())
-    assert peak <= 1.0, f"peak {peak:.6f} exceeds 0 dBFS"
+    assert peak < 1.0, f"peak {peak:.6f} reaches 0 dBFS"
     assert peak > 0.9, f"peak {peak:.3f}: the test did not drive the limiter"
 
 
