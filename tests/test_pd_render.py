@@ -313,3 +313,21 @@ def test_intermittency_skips_grains_at_random(tmp_path: Path) -> None:
     kept = np.count_nonzero(found > 0.25 * sr) / 1.75
     assert abs(kept / 40 - 1) < 0.25, f"{kept:.1f} grains/s kept of 80 with intermittency 0.5"
     assert np.diff(found).max() > 1.5 * sr / 80, "no grain was skipped"
+
+
+def test_tone_filters_and_an_open_filter_is_bypassed(tmp_path: Path) -> None:
+    """tone 1 with no resonance bypasses the filter (switched off to save CPU) and keeps the highs of
+    noise grains; at 0.5 s tone 0.4 (about 750 Hz) switches it in and takes them out."""
+    score = base_score(density=100, duration=40, tone=1, pan=0)
+    fill_slots(score, [noise(k) for k in range(8)])
+    score.add(500, "/param", "tone", 0.4)
+    out = render(score, 1.2, tmp_path)
+    sr, mono = out.sample_rate, out.audio[:, 0]
+
+    def highs(part: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(part)) ** 2
+        return float(spectrum[np.fft.rfftfreq(len(part), 1 / sr) > 4000].sum() / spectrum.sum())
+
+    open_, closed = highs(mono[int(0.2 * sr) : int(0.5 * sr)]), highs(mono[int(0.7 * sr) :])
+    assert open_ > 0.3, f"open filter: {open_:.3f} of the energy above 4 kHz"
+    assert closed < 0.01 * open_, f"tone 0.4 left {closed:.4f} above 4 kHz"
