@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from runtime.artifact import Model, ModelError, load_model
 from runtime.atomic import write_json_atomic
 from runtime.config import Config
@@ -260,6 +262,7 @@ class Box:
             "decodes_coalesced": self.engine.coalesced,
             "decode_errors": self.engine.errors,
             "last_decode_ms": round(self.engine.last_decode_ms, 3),
+            "torch_threads": torch.get_num_threads(),
             "anchor": self.performance.state.anchor,
             "freeze": self.performance.state.freeze,
         }

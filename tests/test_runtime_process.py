@@ -4,6 +4,7 @@ model reloads (SIGHUP, OSC /reload, a swapped symlink) where a corrupt model kee
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import random
@@ -56,6 +57,7 @@ def test_run_with_no_config_file_uses_the_defaults_and_logs_to_stdout(tmp_path: 
     assert "loaded model tiny-test" in out and "listening on 127.0.0.1:" in out
     assert "stopped" in out.splitlines()[-1]
     assert (home / ".local" / "state" / "grainbox" / "presets").is_dir()
+    assert json.loads(status.read_text())["torch_threads"] == 1
 
 
 @pytest.mark.parametrize(
