@@ -122,10 +122,13 @@ def ping_rtt(box: Box, count: int = 200) -> list[float]:
     return rtts
 
 
-def decode_alone(box: Box, count: int = 200) -> list[float]:
+def decode_alone(box: Box, count: int = 200, idle_s: float = 0.0) -> list[float]:
+    """Batch decode times; with idle_s > 0 each decode follows a pause, as a knob move does (the caches
+    and the core have cooled down: on this machine that alone doubles the time)."""
     z = torch.randn(box.config.slots, box.model.latent_dim)
     times = []
     for _ in range(count):
+        time.sleep(idle_s)
         start = time.perf_counter()
         box.model.decode(z).numpy()
         times.append((time.perf_counter() - start) * 1e3)
@@ -151,6 +154,7 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
         wait_until(lambda: box.slots_confirmed() == slots, 60, "Pd to confirm the starting grains")
         rtt = ping_rtt(box)
         decode = decode_alone(box)
+        decode_idle = decode_alone(box, idle_s=0.005)
         knob_box, in_engine, bad_box = measure_moves(box, clock, moves, lambda v: box.performance.knob(0, v))
         client = liblo.Address(HOST, config.listen_port, liblo.UDP)
         osc, _, bad_osc = measure_moves(
@@ -161,7 +165,8 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
               f"{box.model.grain_size}, latent {box.model.latent_dim}, {slots} slots")  # fmt: skip
         print(f"{'ms':<44} {'p50':>8} {'p99':>8} {'max':>8}   p50/p99 as multiples of the OSC round trip")
         print(row(f"baseline: OSC round trip to Pd ({len(rtt)} pings)", rtt))
-        print(row(f"baseline: decode {slots} slots alone", decode))
+        print(row(f"baseline: decode {slots} slots alone, back to back", decode))
+        print(row(f"baseline: decode {slots} slots alone, 5 ms apart", decode_idle))
         print(row(f"knob -> Pd /ack of slot 0 ({len(knob_box)} pot moves)", knob_box, base))
         print(row("  of which: decode inside the engine", in_engine))
         print(row(f"/knob over OSC -> Pd /ack ({len(osc)} moves)", osc, base))
