@@ -72,3 +72,17 @@ bench: setup
 	$(PY) bench/latency.py
 	$(PY) bench/grain_vae.py
 	$(PY) bench/mnist.py
+
+# The factory model (models/factory.ts, the runtime's default): the project's own trainer on the built-in
+# synth set, seed 0, a fixed step count on one thread (deterministic on a given machine), then export,
+# check, and its figures beside it. About 7 minutes on one core.
+FACTORY_RUN := runs/factory
+factory-model: setup
+	rm -rf $(FACTORY_RUN)
+	$(PY) -m trainer train --data synth --out $(FACTORY_RUN) --decoder noise --latent-dim 16 \
+		--steps 6000 --warmup-steps 1500 --eval-every 500 --seed 0 --threads 1 --no-progress
+	$(PY) -m trainer export $(FACTORY_RUN) --out models/factory.ts --name factory-synth
+	$(PY) -m runtime check models/factory.ts
+	mkdir -p models/factory
+	cp $(FACTORY_RUN)/plots/loss_curves.png $(FACTORY_RUN)/plots/traversals.png \
+		$(FACTORY_RUN)/plots/latent_pca.png $(FACTORY_RUN)/metrics.json models/factory/
