@@ -22,3 +22,25 @@ def test_help_runs_and_names_every_command():
     for name in _command_names():
         assert name in out
     assert "train a Grain-VAE" in out
+
+
+def test_baseline_prints_the_pca_floor_and_writes_its_rows(tmp_path):
+    """`make baseline`'s command on a small synth set: one row per k, SC falling as k grows."""
+    import json
+
+    out = tmp_path / "pca.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer", "baseline", "--synth-grains", "400", "--k", "4,32",
+         "--cache-dir", str(tmp_path / "cache"), "--json", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| 4 |" in proc.stdout and "| 32 |" in proc.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["k"] for r in rows] == [4, 32] and rows[1]["sc"] < rows[0]["sc"]
+
+
+def test_baseline_names_a_missing_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "trainer", "baseline", "--data", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "neither 'synth' nor an existing folder" in proc.stdout

@@ -25,13 +25,11 @@ def _ks(text: str) -> list[int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="synth", help="'synth' (the built-in set) or a folder of audio (synth)")
+    from trainer.commands.train import add_data_arguments
+
+    add_data_arguments(p, required=False)
     p.add_argument("--k", type=_ks, default=[8, 16, 32, 64], help="components, comma-separated (8,16,32,64)")
-    p.add_argument("--synth-grains", type=int, default=20_000, help="grains rendered for synth (20000)")
-    p.add_argument("--hop", type=int, default=512, help="samples between grains of audio files (512)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share kept for validation (0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synth and of the split (0)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="grain cache (default ~/.cache/grainbox)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -46,14 +44,13 @@ def format_table(rows: list[dict], title: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.data import NoAudioError, load_grains
+    from trainer.commands.train import data_spec, load_grainset
+    from trainer.data import NoAudioError
     from trainer.pca import pca_baseline_table
 
     started = time.perf_counter()
     try:
-        gs = load_grains(args.data, hop=args.hop, val_fraction=args.val_fraction, seed=args.seed,
-                         synth_grains=args.synth_grains, cache_dir=args.cache_dir,
-                         progress=not args.no_progress)
+        gs = load_grainset(data_spec(args), args.cache_dir, progress=not args.no_progress)
     except (NoAudioError, FileNotFoundError, ValueError) as e:
         print(f"grainbox: {e}")
         return 2

@@ -25,10 +25,14 @@ def _sigma(text: str) -> float | None:
     return value
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_data_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """The options that choose and cut the grains (shared with `baseline`, so both read the same set)."""
     data = p.add_argument_group("data")
     data.add_argument(
-        "--data", required=True, help="'synth' for the built-in synth, or a folder of audio files"
+        "--data",
+        required=required,
+        default=None if required else "synth",
+        help="'synth' for the built-in synth, or a folder of audio files" + ("" if required else " (synth)"),
     )
     data.add_argument(
         "--synth-grains", type=int, default=20_000, help="grains rendered for --data synth (20000)"
@@ -40,8 +44,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--val-fraction", type=float, default=0.1, help="share of grains kept for validation (0.1)"
     )
     data.add_argument(
-        "--cache-dir", type=Path, default=None, help="where decoded audio is cached (default: none)"
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where decoded grains are cached (default: $GRAINBOX_CACHE or ~/.cache/grainbox)",
     )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_arguments(p)
 
     model = p.add_argument_group("model")
     model.add_argument("--latent-dim", type=int, default=16, help="size Z of the latent space (16)")
