@@ -19,8 +19,10 @@ HOST = "127.0.0.1"
 class OscPeer:
     """Records (path, args) of every message; `ack_grains` makes it answer /grain like Pd does."""
 
-    def __init__(self, runtime_port: int | None = None, ack_grains: bool = False) -> None:
-        self.server = liblo.ServerThread(None, liblo.UDP)
+    def __init__(self, runtime_port: int | None = None, ack_grains: bool = False, port: int | None = None):
+        """Listen on `port` (default: any free one); send() goes to 127.0.0.1:`runtime_port`, the peer
+        under test (the runtime, or the Pd patch when a test plays the runtime's side)."""
+        self.server = liblo.ServerThread(port, liblo.UDP)
         self.port = self.server.port
         self.runtime_port = runtime_port
         self.ack_grains = ack_grains
@@ -48,16 +50,23 @@ class OscPeer:
         with self._cond:
             self.messages.clear()
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-        """Wait until predicate() holds (re-checked on every message and every 50 ms)."""
+    def first(self, path: str, args: list[Any] | None = None) -> list[Any] | None:
+        """The arguments of the first `path` message received (whose arguments start with `args`)."""
+        with self._cond:
+            matches = (a for p, a in self.messages if p == path and (args is None or a[: len(args)] == args))
+            return next(matches, None)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Wait until predicate() is truthy (re-checked on every message and every 50 ms) and return its
+        value, or None after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not predicate():
+            while not (found := predicate()):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return False
+                    return None
                 self._cond.wait(min(left, 0.05))
-        return True
+        return found
 
     def close(self) -> None:
         self.server.stop()

@@ -10,61 +10,20 @@ import math
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pyliblo3 as liblo
 import pytest
 import soundfile
 
 from tests.conftest import REPO, free_udp_port
+from tests.osc_peer import OscPeer
 
 pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="needs Pd (apt: puredata-core)")
 HOST = "127.0.0.1"
 GRAIN = 1024
-
-
-class Runtime:
-    """Plays the runtime's side: a pyliblo3 server on the runtime port that records what Pd sends."""
-
-    def __init__(self, port: int, pd_port: int) -> None:
-        self.server = liblo.ServerThread(port, liblo.UDP)
-        self.pd = liblo.Address(HOST, pd_port, liblo.UDP)
-        self.messages: list[tuple[str, list[Any]]] = []
-        self.cond = threading.Condition()
-        self.server.add_method(None, None, self._record)
-        self.server.start()
-
-    def _record(self, path: str, args: list[Any]) -> None:
-        with self.cond:
-            self.messages.append((path, args))
-            self.cond.notify_all()
-
-    def send(self, path: str, *args: Any) -> None:
-        self.server.send(self.pd, liblo.Message(path, *args))
-
-    def wait_for(self, found: Callable[[], Any], timeout: float = 15.0) -> Any:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not (result := found()):
-                if time.monotonic() > deadline:
-                    return None
-                self.cond.wait(0.05)
-            return result
-
-    def first(self, path: str, args: list[Any] | None = None) -> list[Any] | None:
-        for p, a in self.messages:
-            if p == path and (args is None or a[: len(args)] == args):
-                return a
-        return None
-
-    def close(self) -> None:
-        self.server.stop()
-        self.server.free()
 
 
 def start_pd(workdir: Path, pd_port: int, runtime_port: int, *sends: str) -> subprocess.Popen[bytes]:
@@ -87,10 +46,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def pd_link(tmp_path: Path) -> Iterator[Runtime]:
+def pd_link(tmp_path: Path) -> Iterator[OscPeer]:
     """A running patch on free ports and a runtime peer that has seen it answer a /ping."""
     pd_port, runtime_port = free_udp_port(), free_udp_port()
-    runtime = Runtime(runtime_port, pd_port)
+    runtime = OscPeer(runtime_port=pd_port, port=runtime_port)
     proc = start_pd(tmp_path, pd_port, runtime_port)
     try:
         ready = None
@@ -107,12 +66,12 @@ def pd_link(tmp_path: Path) -> Iterator[Runtime]:
         runtime.close()
 
 
-def test_ping_pong_with_pyliblo3(pd_link: Runtime) -> None:
+def test_ping_pong_with_pyliblo3(pd_link: OscPeer) -> None:
     pd_link.send("/ping", 4242)
     assert pd_link.wait_for(lambda: pd_link.first("/pong", [4242])) == [4242]
 
 
-def test_grain_lands_in_its_slot_with_pyliblo3(pd_link: Runtime) -> None:
+def test_grain_lands_in_its_slot_with_pyliblo3(pd_link: OscPeer) -> None:
     samples = np.random.default_rng(3).uniform(-1, 1, GRAIN).astype(np.float32)
     pd_link.send("/grain", 5, *[float(v) for v in samples])
     ack = pd_link.wait_for(lambda: pd_link.first("/ack", [5]))
@@ -163,7 +122,7 @@ def test_oscsend_and_oscdump_round_trips(tmp_path: Path) -> None:
         stop(dump)
 
 
-def test_malformed_messages_over_udp_are_dropped_and_pd_plays_on(pd_link: Runtime, tmp_path: Path) -> None:
+def test_malformed_messages_over_udp_are_dropped_and_pd_plays_on(pd_link: OscPeer, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for slot in range(8):
         pd_link.send("/grain", slot, *[float(v) for v in rng.uniform(-0.5, 0.5, GRAIN)])
@@ -175,7 +134,7 @@ def test_malformed_messages_over_udp_are_dropped_and_pd_plays_on(pd_link: Runtim
                        ("/ping", ("id",)), ("/record", (1,)), ("/trigger", ("now",))]:
         pd_link.send(path, *args)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:  # not OSC at all
-        raw.sendto(b"\xff\x00 garbage", (HOST, pd_link.pd.port))
+        raw.sendto(b"\xff\x00 garbage", (HOST, pd_link.runtime_port))
     pd_link.send("/ping", 99)
     assert pd_link.wait_for(lambda: pd_link.first("/pong", [99])), "Pd stopped answering"
     wav = tmp_path / "after.wav"
@@ -195,7 +154,7 @@ def test_malformed_messages_over_udp_are_dropped_and_pd_plays_on(pd_link: Runtim
 def test_hello_and_the_gui_s_knobs_and_keys_reach_the_runtime(tmp_path: Path) -> None:
     """On load Pd says /hello; a virtual knob (its slider sends gb_knob3) and a key send /knob, /note."""
     pd_port, runtime_port = free_udp_port(), free_udp_port()
-    runtime = Runtime(runtime_port, pd_port)
+    runtime = OscPeer(runtime_port=pd_port, port=runtime_port)
     proc = start_pd(tmp_path, pd_port, runtime_port, "gb_knob3 0.25", "gb_note_in 64 100",
                     "gb_note_in 64 0")
     try:
