@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -9,6 +11,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+# Tests that need these skip with a reason on a developer's machine without them; in CI (`make test`
+# installs them all) a missing one is an install bug, so the run fails at once instead of skipping quietly.
+REQUIRED_IN_CI = ("pd", "oscsend", "oscdump", "shellcheck", "systemd-analyze", "/usr/sbin/sshd", "ssh")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("CI"):
+        missing = [tool for tool in REQUIRED_IN_CI if shutil.which(tool) is None]
+        if missing:
+            raise pytest.UsageError(
+                f"CI: {', '.join(missing)} not installed; `make apt` installs them (Makefile: APT_PACKAGES)"
+            )
+        if not SHARED_DATASETS.is_dir():
+            raise pytest.UsageError(f"CI: {SHARED_DATASETS} is absent; CI runs with shared/ beside the clone")
 
 
 @pytest.fixture
