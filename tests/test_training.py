@@ -172,22 +172,16 @@ def _assert_run_folder(run: Path) -> dict:
     return metrics
 
 
+def _synth_run_args(tmp_path: Path, run: Path, steps: int) -> list[str]:
+    """A quick run on 600 synth grains, cached under tmp_path."""
+    return ["--data", "synth", "--synth-grains", "600", "--out", str(run),
+            "--cache-dir", str(tmp_path / "cache"), "--steps", str(steps), *QUICK]
+
+
 def test_train_command_writes_every_plot_wav_and_metrics(tmp_path):
     run = tmp_path / "run"
     proc = _run_trainer(
-        [
-            "--data",
-            "synth",
-            "--synth-grains",
-            "600",
-            "--out",
-            str(run),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--steps",
-            "30",
-            *QUICK,
-        ]
+        _synth_run_args(tmp_path, run, steps=30)
     )
     assert "PCA k=8" in proc.stdout
     _assert_run_folder(run)
@@ -198,19 +192,7 @@ def test_train_command_writes_every_plot_wav_and_metrics(tmp_path):
 def test_torchrun_two_processes_on_cpu_write_one_set_of_files(tmp_path):
     run = tmp_path / "ddp"
     proc = _run_trainer(
-        [
-            "--data",
-            "synth",
-            "--synth-grains",
-            "600",
-            "--out",
-            str(run),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--steps",
-            "20",
-            *QUICK,
-        ],
+        _synth_run_args(tmp_path, run, steps=20),
         torchrun=2,
     )
     assert "(x2)" in proc.stdout and proc.stdout.count("done:") == 1
