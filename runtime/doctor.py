@@ -84,7 +84,7 @@ def check_model(config: Config) -> Finding:
 
 
 def check_pd(config: Config, timeout: float) -> Finding:
-    import pyliblo3 as liblo
+    from runtime.link import liblo
 
     heard = threading.Event()
     try:
@@ -136,7 +136,7 @@ def _check_pd_through_runtime(config: Config, timeout: float) -> Finding:
 
 
 def _runtime_answers(port: int, timeout: float) -> bool:
-    import pyliblo3 as liblo
+    from runtime.link import liblo
 
     heard = threading.Event()
     server = liblo.ServerThread(None, liblo.UDP)
