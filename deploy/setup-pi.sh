@@ -19,15 +19,25 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(dirname "$HERE")
-TORCH_VERSION=2.13.0   # as pyproject.toml pins it; on aarch64 PyPI's torch wheel is the CPU build
+# torch: a CPU-only build from PyTorch's CPU index. PyPI's torch 2.13.0 for aarch64 is the CUDA 13 build
+# (2.7 GB of wheels, 4.6 GB installed, against the runtime's MemoryMax=1G and an SD card); the CPU index
+# has the +cpu aarch64 wheels. Both are settings (--torch-index, --torch-version): `make pi-check`, which
+# cannot reach PyTorch's index, points them at PyPI's torch 2.10.0, the last CPU-only aarch64 wheel there.
+TORCH_VERSION=${GRAINBOX_TORCH_VERSION:-2.13.0}   # as pyproject.toml pins it on the workstation
+TORCH_INDEX=${GRAINBOX_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 REMOTE_STAGE=/tmp/grainbox-setup
 
 # What the box needs from Debian: Pd and its extra objects (rev3~), liblo's tools (oscsend/oscdump for
 # diagnosis), Python's venv, PortAudio for sounddevice, ALSA's tools (aplay -l), lgpio for gpiozero's pin
-# factory (the venv sees it through --system-site-packages), and a compiler with liblo's headers because
-# PyPI has no aarch64 wheel of pyliblo3, so pip builds it on the Pi.
-APT_PACKAGES=(puredata-core puredata-extra liblo-tools liblo-dev python3-venv python3-dev build-essential
-    libportaudio2 alsa-utils python3-lgpio rsync)
+# factory and Debian's liblo binding for the runtime's OSC link (the venv sees both through
+# --system-site-packages). The binding is python3-liblo because PyPI's pyliblo3 has no aarch64 wheel or
+# sdist from 0.17 on, and 0.16.3's sdist builds only with Cython < 3.1; python3-liblo (0.10, module
+# `liblo`) has the same API, and runtime/link.py imports either.
+APT_PACKAGES=(puredata-core puredata-extra liblo-tools python3-liblo python3-venv libportaudio2 alsa-utils
+    python3-lgpio rsync)
+# Packages only Raspberry Pi OS's own archive has: on a plain Debian arm64 (`make pi-check`'s emulated
+# root) they are reported missing and skipped. python3-lgpio: gpiozero's pin factory, the knobs.
+PI_OS_ONLY=(python3-lgpio)
 # What /opt/grainbox does not need from the repository (caches, the workstation's venv, training runs).
 COPY_EXCLUDES=(.venv .git out runs .cache .pytest_cache .ruff_cache __pycache__ '*.egg-info' '*.pyc'
     models/.incoming-*)
@@ -50,6 +60,9 @@ options:
   --sample-rate HZ      Pd's sample rate (default 48000)
   --audio-buffer MS     Pd's audio buffer in ms (default 20)
   --factory-model FILE  the model the box starts with (default models/factory.ts in this repository)
+  --torch-index URL     the pip index torch comes from, a CPU-only build (default: PyTorch's CPU index,
+                        $TORCH_INDEX; also GRAINBOX_TORCH_INDEX)
+  --torch-version V     the torch version (default $TORCH_VERSION; also GRAINBOX_TORCH_VERSION)
   --admin USER          the login that flashes models (deploy/flash.sh): added to group grainbox, which
                         may write /var/lib/grainbox/models (default: \$SUDO_USER; over ssh: your login)
   -i, --identity FILE   ssh private key (remote mode)
@@ -76,6 +89,8 @@ while (($#)); do
         --sample-rate) SAMPLE_RATE=${2:?--sample-rate needs Hz}; FORWARD+=("$1" "$2"); shift ;;
         --audio-buffer) AUDIO_BUFFER_MS=${2:?--audio-buffer needs ms}; FORWARD+=("$1" "$2"); shift ;;
         --factory-model) FACTORY=${2:?--factory-model needs a file}; shift ;;
+        --torch-index) TORCH_INDEX=${2:?--torch-index needs a URL}; FORWARD+=("$1" "$2"); shift ;;
+        --torch-version) TORCH_VERSION=${2:?--torch-version needs a version}; FORWARD+=("$1" "$2"); shift ;;
         --admin) ADMIN=${2:?--admin needs a user name}; shift ;;
         -i | --identity) SSH_ARGS+=(-i "${2:?--identity needs a key file}" -o IdentitiesOnly=yes); shift ;;
         --known-hosts) SSH_ARGS+=(-o "UserKnownHostsFile=${2:?--known-hosts needs a file}"); shift ;;
@@ -208,7 +223,15 @@ install_packages() {
 }
 apt_install() {
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+    local want=() p
+    for p in "$@"; do
+        if [[ " ${PI_OS_ONLY[*]} " == *" $p "* ]] && ! apt-cache show "$p" >/dev/null 2>&1; then
+            echo "  warning: $p is not in this system's apt sources (Raspberry Pi OS's archive has it); skipped"
+        else
+            want+=("$p")
+        fi
+    done
+    ((${#want[@]} == 0)) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}"
 }
 
 # SPI carries the MCP3008's knob readings. raspi-config knows every Pi's boot layout; without it (--root,
@@ -277,26 +300,46 @@ copy_code() {
     act "copy $SRC to $OPT ($pending entries differ)" sync_code "${args[@]}" "$SRC/" "$OPT/"
 }
 
-# The box's Python: a venv with --system-site-packages (for Debian's lgpio) and the runtime's
+# The box's Python: a venv with --system-site-packages (for Debian's lgpio and liblo) and the runtime's
 # dependencies only (pyproject's [project] dependencies, not the train extras). Editable, so the code
-# rsynced into /opt/grainbox is the code that runs; pip runs again only when pyproject.toml changes.
+# rsynced into /opt/grainbox is the code that runs; pip runs again only when pyproject.toml or the torch
+# setting changes. torch comes first, CPU-only, from TORCH_INDEX (PyPI's aarch64 2.13.0 is the CUDA build;
+# its x86_64 one too), so the editable install finds it already there.
 make_venv() {
     step "virtual environment $OPT/.venv"
+    echo "  torch: torch==$TORCH_VERSION, CPU-only, from $TORCH_INDEX"
+    echo "  liblo binding: Debian's python3-liblo (apt), module liblo, imported by runtime/link.py"
     if ((!LIVE)); then skip "python3 -m venv, pip install torch==$TORCH_VERSION and the runtime's dependencies"; return; fi
-    local stamp want torch_index=()
+    local stamp want
     stamp=$OPT/.venv/.grainbox-installed
-    want="$(sha256sum "$SRC/pyproject.toml" | cut -d" " -f1) torch==$TORCH_VERSION"
-    # PyPI's x86_64 torch is the CUDA build (GBs); the CPU one lives on PyTorch's index. aarch64 is CPU anyway.
-    [[ $(uname -m) == x86_64 ]] && torch_index=(--index-url https://download.pytorch.org/whl/cpu)
+    want="$(sha256sum "$SRC/pyproject.toml" | cut -d" " -f1) torch==$TORCH_VERSION $TORCH_INDEX"
     if [[ -x $OPT/.venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
         ok "up to date ($want)"
-        return
+    else
+        [[ -x $OPT/.venv/bin/python ]] || act "python3 -m venv --system-site-packages $OPT/.venv" \
+            python3 -m venv --system-site-packages "$OPT/.venv"
+        act "pip install torch==$TORCH_VERSION from $TORCH_INDEX" "$OPT/.venv/bin/pip" install -q \
+            --index-url "$TORCH_INDEX" "torch==$TORCH_VERSION"
+        act "pip install -e $OPT (runtime dependencies, no train extras)" "$OPT/.venv/bin/pip" install -q -e "$OPT"
+        act "record $stamp" append_line "$stamp" "$want" new
     fi
-    [[ -x $OPT/.venv/bin/python ]] || act "python3 -m venv --system-site-packages $OPT/.venv" \
-        python3 -m venv --system-site-packages "$OPT/.venv"
-    act "pip install torch==$TORCH_VERSION" "$OPT/.venv/bin/pip" install -q "${torch_index[@]}" "torch==$TORCH_VERSION"
-    act "pip install -e $OPT (runtime dependencies, no train extras)" "$OPT/.venv/bin/pip" install -q -e "$OPT"
-    act "record $stamp" append_line "$stamp" "$want" new
+    ((DRY_RUN)) || check_venv
+}
+
+# The installed box must import what it runs: a CPU-only torch and a liblo binding (runtime/link.py).
+check_venv() {
+    local out
+    if ! out=$(cd / && "$OPT/.venv/bin/python" -c '
+import torch
+from runtime.link import liblo
+cuda = torch.version.cuda
+assert cuda is None, f"torch {torch.__version__} is a CUDA build (CUDA {cuda}); the box needs a CPU-only one"
+version = getattr(liblo, "__version__", "")
+print(f"torch {torch.__version__} (CPU-only), liblo binding: {liblo.__name__} {version}")
+' 2>&1); then
+        die "the box's Python cannot run the runtime: $(tail -n 1 <<<"$out")"
+    fi
+    ok "$out"
 }
 
 # ALSA ids of the cards in /proc/asound/cards, USB ones first, HDMI outputs last (they need a screen).

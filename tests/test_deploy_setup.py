@@ -256,3 +256,48 @@ def test_setup_pi_over_ssh_provisions_the_box(tmp_path: Path, repo_copy: Path, f
     assert result.returncode == 0, result.stdout + result.stderr
     assert logins >= 2
     assert_is_a_box(root, factory)
+
+
+def test_setup_pi_dry_run_names_the_cpu_only_torch_source_and_the_liblo_binding(
+        tmp_path: Path, factory: Path) -> None:
+    default = setup(fresh_root(tmp_path / "a"), "--dry-run", "--factory-model", factory)
+    assert "torch: torch==2.13.0, CPU-only, from https://download.pytorch.org/whl/cpu" in default.stdout
+    assert "liblo binding: Debian's python3-liblo (apt)" in default.stdout
+    elsewhere = setup(fresh_root(tmp_path / "b"), "--dry-run", "--factory-model", factory,
+                      "--torch-index", "https://mirror.example/simple", "--torch-version", "2.10.0")
+    assert "torch: torch==2.10.0, CPU-only, from https://mirror.example/simple" in elsewhere.stdout
+
+
+def test_the_box_installs_python3_liblo_and_no_compiler() -> None:
+    text = (DEPLOY / "setup-pi.sh").read_text()
+    packages = re.search(r"^APT_PACKAGES=\(([^)]*)\)", text, re.M)
+    assert packages is not None
+    names = packages.group(1).split()
+    assert "python3-liblo" in names and "python3-lgpio" in names
+    assert not {"liblo-dev", "python3-dev", "build-essential"} & set(names)
+
+
+def test_pyproject_keeps_the_workstation_pins_and_asks_aarch64_for_no_pyliblo3_nor_a_cuda_torch() -> None:
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = [Requirement(d) for d in project["dependencies"]]
+
+    def wanted(machine: str) -> dict[str, Requirement]:
+        env = {"platform_machine": machine}
+        return {r.name: r for r in deps if r.marker is None or r.marker.evaluate(env)}
+
+    x86, arm = wanted("x86_64"), wanted("aarch64")
+    assert str(x86["torch"].specifier) == "==2.13.0" and "pyliblo3" in x86
+    assert "pyliblo3" not in arm
+    # the stand-in pi-check installs (PyPI's CPU-only 2.10.0) and PyTorch's CPU index's build both fit
+    assert arm["torch"].specifier.contains("2.10.0") and arm["torch"].specifier.contains("2.13.0+cpu")
+
+
+def test_without_either_liblo_binding_the_runtime_says_which_packages_to_install() -> None:
+    hide = "import sys; sys.modules['pyliblo3'] = None; sys.modules['liblo'] = None; import runtime.link"
+    result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, cwd=REPO,
+                            timeout=120)
+    assert result.returncode != 0
+    assert "no liblo binding for Python" in result.stderr
+    assert "pyliblo3" in result.stderr and "python3-liblo" in result.stderr
