@@ -37,7 +37,9 @@ def test_stft_puts_a_bin_centred_sine_in_its_bin():
 def test_perfect_reconstruction():
     x = noise()
     m = metrics.evaluate(x, x.copy())
-    assert m == {"sc": 0.0, "lsd_db": 0.0, "snr_db": metrics.SNR_CAP_DB}
+    assert {k: m[k] for k in ("sc", "lsd_db", "snr_db")} == {"sc": 0.0, "lsd_db": 0.0, "snr_db": metrics.SNR_CAP_DB}
+    assert m["voiced"] == 0 and m["pitch_kept"] is None  # uniform noise has no pitch
+    assert m["flatness_ratio"] == 1.0
 
 
 def test_silence_as_reconstruction_scores_sc_one():
@@ -82,7 +84,8 @@ def test_silent_targets_never_give_inf_or_nan():
     assert metrics.snr_db(z, z) == metrics.SNR_CAP_DB
     assert metrics.spectral_convergence(z, z) == 0.0
     bad = metrics.evaluate(z, noise(2))
-    assert all(math.isfinite(v) for v in bad.values())
+    assert all(math.isfinite(v) for v in bad.values() if v is not None)
+    assert bad["pitch_kept"] is None  # no voiced source: nothing to keep, not 0 % kept
     assert bad["snr_db"] == -metrics.SNR_CAP_DB
 
 
@@ -103,7 +106,10 @@ def test_results_do_not_depend_on_chunking(monkeypatch):
     x, x_hat = noise(10), noise(10, seed=1)
     whole = metrics.evaluate(x, x_hat)
     monkeypatch.setattr(metrics, "_CHUNK", 3)
-    assert metrics.evaluate(x, x_hat) == pytest.approx(whole, rel=1e-12)
+    chunked = metrics.evaluate(x, x_hat)
+    assert chunked.keys() == whole.keys()
+    for key, value in whole.items():
+        assert chunked[key] == (value if value is None else pytest.approx(value, rel=1e-12)), key
 
 
 def test_mismatched_shapes_are_a_clear_error():
@@ -111,3 +117,77 @@ def test_mismatched_shapes_are_a_clear_error():
         metrics.evaluate(noise(2), noise(3))
     with pytest.raises(ValueError, match="shaped"):
         metrics.snr_db(np.zeros((2, 2, G)), np.zeros((2, 2, G)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a musician hears: pitch kept and spectral flatness
+
+
+SR = 22050.0
+
+
+def tone(f0: float, partials: int = 1, phase: float = 0.3, decay: float = 0.0) -> np.ndarray:
+    """A harmonic tone of `partials` partials at 1/k amplitudes (a band-limited saw), optionally decaying."""
+    t = np.arange(G) / SR
+    x = sum(np.sin(2 * np.pi * k * f0 * t + k * phase) / k for k in range(1, partials + 1) if k * f0 < SR / 2)
+    return (0.5 * x * np.exp(-decay * t)).astype(np.float64)
+
+
+@pytest.mark.parametrize("f0", [55.0, 110.0, 261.63, 440.0, 987.77, 1760.0])
+@pytest.mark.parametrize("partials", [1, 12])
+def test_pitch_of_sines_and_harmonic_tones_within_five_cents(f0, partials):
+    got, peak = metrics.pitch_per_grain(tone(f0, partials, decay=8.0))
+    assert abs(1200 * math.log2(got[0] / f0)) < 5.0
+    assert peak[0] > 0.9  # voiced (>= 0.8) with room: between-sample periods peak a little lower
+
+
+def test_a_tone_with_a_strong_second_partial_is_not_read_an_octave_low_or_high():
+    t = np.arange(G) / SR
+    x = 0.3 * np.sin(2 * np.pi * 200 * t) + 0.6 * np.sin(2 * np.pi * 400 * t)
+    got, _ = metrics.pitch_per_grain(x)
+    assert abs(1200 * math.log2(got[0] / 200.0)) < 5.0
+
+
+def test_noise_and_silence_are_unvoiced():
+    _, peak = metrics.pitch_per_grain(noise(8))
+    assert peak.max() < 0.5
+    f0, peak = metrics.pitch_per_grain(np.zeros((2, G)))
+    assert (f0 == 0).all() and (peak == 0).all()
+
+
+def test_pitch_kept_counts_voiced_sources_and_kept_reconstructions():
+    sources = np.stack([tone(220, 8), tone(440, 8), tone(330, 8), noise(1)[0]])
+    recons = np.stack([
+        tone(220 * 2 ** (30 / 1200), 3),  # 30 cents sharp, other timbre: kept
+        tone(440 * 2 ** (80 / 1200), 8),  # 80 cents sharp: not kept
+        noise(1, seed=5)[0],  # noise where a tone was: not kept
+        tone(500, 8),  # a tone where the source was noise: not counted
+    ])  # fmt: skip
+    voiced, kept = metrics.pitch_kept_per_grain(sources, recons)
+    assert voiced.tolist() == [True, True, True, False]
+    assert kept.tolist() == [True, False, False, False]
+    m = metrics.evaluate(sources, recons)
+    assert m["voiced"] == 3 and m["pitch_kept"] == pytest.approx(1 / 3)
+
+
+def test_true_pitch_kept_against_the_note_played():
+    recons = np.stack([tone(440.0, 5), tone(440.0 * 2 ** (60 / 1200), 5), noise(1)[0]])
+    assert metrics.true_pitch_kept_per_grain(recons, [69.0, 69.0, 69.0]).tolist() == [True, False, False]
+    m = metrics.evaluate(recons, recons, pitch_midi=[69.0, 69.0, np.nan])  # NaN: a grain with no pitch
+    assert m["pitched"] == 2 and m["true_pitch_kept"] == pytest.approx(0.5)
+
+
+def test_spectral_flatness_of_white_noise_a_sine_and_silence():
+    white = np.random.default_rng(0).standard_normal((200, G))
+    # For white noise each power bin is exponential: E[log P] = log E[P] - Euler's gamma, so flatness -> e^-0.577
+    assert np.median(metrics.spectral_flatness_per_grain(white)) == pytest.approx(math.exp(-0.5772), rel=0.03)
+    assert metrics.spectral_flatness_per_grain(tone(440.0))[0] < 1e-6
+    assert metrics.spectral_flatness_per_grain(tone(110.0, 40))[0] < 1e-3
+    assert metrics.spectral_flatness_per_grain(np.zeros(G))[0] == pytest.approx(1.0)
+
+
+def test_flatness_ratio_says_how_much_noisier_the_reconstruction_is():
+    sources = np.stack([tone(220.0 + 10 * i, 10) for i in range(5)])
+    m = metrics.evaluate(sources, noise(5))
+    assert m["flatness_ratio"] > 1e3
+    assert m["flatness_ratio"] == pytest.approx(m["flatness_recon"] / m["flatness_source"])

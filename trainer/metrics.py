@@ -11,6 +11,18 @@ figure does not depend on the input dtype or batch size and 100k grains fit in b
          (20 log10(|S| + 1e-5) - 20 log10(|S^| + 1e-5))^2), averaged over frames, then grains.
   SNR    10 log10(sum x^2 / sum (x - x^)^2) per grain, in dB, clipped to +-SNR_CAP_DB (see below).
 
+What a musician hears, which SC and LSD can miss (a noise band with the right envelope scores well on LSD
+and has no pitch at all):
+  pitch kept   f0 of both grains by normalised autocorrelation (trainer/pitch.py: 50 Hz..2 kHz, parabolic
+               peak). A source grain is voiced when its peak is >= 0.8; its pitch is kept when the
+               reconstruction's own peak is >= 0.5 and its f0 is within 50 cents of the source's. Reported
+               as the share of voiced grains kept, with the number voiced.
+  flatness     spectral flatness of each grain: geometric over arithmetic mean of its Hann-windowed
+               1024-point power spectrum (1 for white noise, near 0 for a few partials); the median over
+               grains for sources and reconstructions, and recon / source (1 is right, 20 is "noisier").
+  true pitch   (synth set, where every grain knows its pitch_midi) the share of pitched grains whose
+               reconstruction has peak >= 0.5 and f0 within 50 cents of the note played.
+
 Edge cases, defined so that no grain yields inf or nan:
   - SNR of a perfect reconstruction is +inf; we cap each grain at SNR_CAP_DB = 100 dB (float32 round-off
     alone sits near 140 dB, so 100 dB means "exact" for audio). A silent target reconstructed as silence
@@ -24,11 +36,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from trainer.pitch import KEPT_CENTS, KEPT_PEAK, VOICED_PEAK, cents, grain_pitch
+
 N_FFT = 256
 HOP = 64
 LOG_EPS = 1e-5  # inside the log of LSD: -100 dB, far below any audible bin of a normalised grain
 SNR_CAP_DB = 100.0
 SC_FLOOR = 1e-12
+FLATNESS_EPS = 1e-12  # added to every power bin: silence has flatness 1, and log never sees 0
 _CHUNK = 2048  # grains per STFT batch: ~70 MB of float64 spectra at G = 1024
 
 
@@ -124,10 +139,73 @@ def snr_db(x, x_hat) -> float:
     return float(snr_db_per_grain(x, x_hat).mean())
 
 
-def evaluate(x, x_hat) -> dict[str, float]:
-    """All three metrics: {"sc": .., "lsd_db": .., "snr_db": ..}."""
-    return {
+def pitch_per_grain(x) -> tuple[np.ndarray, np.ndarray]:
+    """f0 in Hz and autocorrelation peak of each grain (trainer/pitch.py): two float64 [N]."""
+    x = _as_grains(x, "x")
+    f0, peak = zip(*(grain_pitch(c) for c in x.split(_CHUNK)), strict=True)
+    return torch.cat(f0).numpy(), torch.cat(peak).numpy()
+
+
+def pitch_kept_per_grain(x, x_hat) -> tuple[np.ndarray, np.ndarray]:
+    """(voiced, kept) booleans [N]: which sources are voiced, and which of those keep their pitch."""
+    x, x_hat = _pair(x, x_hat)
+    f0, peak = pitch_per_grain(x)
+    f0_hat, peak_hat = pitch_per_grain(x_hat)
+    voiced = peak >= VOICED_PEAK
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.abs(cents(torch.from_numpy(f0_hat), torch.from_numpy(f0)).numpy())
+    kept = voiced & (peak_hat >= KEPT_PEAK) & (off <= KEPT_CENTS)
+    return voiced, kept
+
+
+def true_pitch_kept_per_grain(x_hat, pitch_midi) -> np.ndarray:
+    """Which reconstructions have peak >= 0.5 and f0 within 50 cents of the given MIDI pitch: bool [N]."""
+    f0_hat, peak_hat = pitch_per_grain(x_hat)
+    target = 440.0 * 2.0 ** ((np.asarray(pitch_midi, dtype=np.float64) - 69.0) / 12.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.abs(1200.0 * np.log2(f0_hat / target))
+    return (peak_hat >= KEPT_PEAK) & (off <= KEPT_CENTS)
+
+
+def spectral_flatness_per_grain(x) -> np.ndarray:
+    """Geometric / arithmetic mean of each grain's Hann-windowed power spectrum: float64 [N] in (0, 1]."""
+    x = _as_grains(x, "x")
+    window = torch.hann_window(x.shape[1], periodic=True, dtype=torch.float64)
+    out = []
+    for c in x.split(_CHUNK):
+        power = torch.fft.rfft(c * window, dim=1).abs().pow(2) + FLATNESS_EPS
+        out.append((power.log().mean(dim=1).exp() / power.mean(dim=1)).numpy())
+    return np.concatenate(out)
+
+
+def musical(x, x_hat, pitch_midi=None) -> dict[str, float | int | None]:
+    """Pitch kept and spectral flatness; given each grain's pitch_midi [N], also the true pitch kept over
+    the grains whose pitch_midi is finite (NaN marks a grain with no pitch, such as noise)."""
+    voiced, kept = pitch_kept_per_grain(x, x_hat)
+    flat, flat_hat = np.median(spectral_flatness_per_grain(x)), np.median(spectral_flatness_per_grain(x_hat))
+    out: dict[str, float | int | None] = {
+        "pitch_kept": float(kept.sum() / voiced.sum()) if voiced.any() else None,
+        "voiced": int(voiced.sum()),
+        "flatness_source": float(flat),
+        "flatness_recon": float(flat_hat),
+        "flatness_ratio": float(flat_hat / flat),
+    }
+    if pitch_midi is not None:
+        pitch_midi = np.asarray(pitch_midi, dtype=np.float64)
+        pitched = np.isfinite(pitch_midi)
+        x_hat_pitched = _as_grains(x_hat, "x_hat")[torch.from_numpy(pitched)]
+        true_kept = true_pitch_kept_per_grain(x_hat_pitched, pitch_midi[pitched]) if pitched.any() else []
+        out["true_pitch_kept"] = float(np.mean(true_kept)) if pitched.any() else None
+        out["pitched"] = int(pitched.sum())
+    return out
+
+
+def evaluate(x, x_hat, pitch_midi=None) -> dict[str, float | int | None]:
+    """Every metric: "sc", "lsd_db", "snr_db" and musical()'s "pitch_kept", "voiced", "flatness_source",
+    "flatness_recon", "flatness_ratio" (and "true_pitch_kept", "pitched" when pitch_midi is given)."""
+    out: dict[str, float | int | None] = {
         "sc": spectral_convergence(x, x_hat),
         "lsd_db": log_spectral_distance(x, x_hat),
         "snr_db": snr_db(x, x_hat),
     }
+    return out | musical(x, x_hat, pitch_midi)

@@ -82,20 +82,21 @@ class PCA:
         return np.concatenate([self.decode(self.encode(x[i : i + _CHUNK])) for i in range(0, len(x), _CHUNK)])
 
 
-def pca_baseline(train: np.ndarray, val: np.ndarray, k: int) -> dict[str, float]:
-    """Fit PCA with k components on train, reconstruct val: reference metrics {"sc", "lsd_db", "snr_db"}."""
+def pca_baseline(train: np.ndarray, val: np.ndarray, k: int, pitch_midi=None) -> dict:
+    """Fit PCA with k components on train, reconstruct val: every metric of trainer.metrics.evaluate
+    (pitch_midi [len(val)]: each validation grain's true pitch, for the synth set)."""
     pca = PCA.fit(train, k)
-    return evaluate(val, pca.reconstruct(val))
+    return evaluate(val, pca.reconstruct(val), pitch_midi)
 
 
-def pca_baseline_table(train: np.ndarray, val: np.ndarray, ks: Iterable[int]) -> list[dict[str, float]]:
-    """pca_baseline for several k from one fit: [{"k": k, "sc": .., "lsd_db": .., "snr_db": ..,
-    "variance_kept": share of the training variance in the top k components}, ...]."""
+def pca_baseline_table(train: np.ndarray, val: np.ndarray, ks: Iterable[int], pitch_midi=None) -> list[dict]:
+    """pca_baseline for several k from one fit: [{"k": k, "sc": .., "lsd_db": .., ..., "variance_kept":
+    share of the training variance in the top k components}, ...]."""
     ks = sorted(set(ks))
     full = PCA.fit(train, ks[-1])
     rows = []
     for k in ks:
         pca = full.truncate(k)
         kept = float(pca.explained_variance.sum() / full.total_variance) if full.total_variance > 0 else 1.0
-        rows.append({"k": k, **evaluate(val, pca.reconstruct(val)), "variance_kept": kept})
+        rows.append({"k": k, **evaluate(val, pca.reconstruct(val), pitch_midi), "variance_kept": kept})
     return rows
