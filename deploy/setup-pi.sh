@@ -21,8 +21,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(dirname "$HERE")
 # torch: a CPU-only build from PyTorch's CPU index. PyPI's torch 2.13.0 for aarch64 is the CUDA 13 build
 # (2.7 GB of wheels, 4.6 GB installed, against the runtime's MemoryMax=1G and an SD card); the CPU index
-# has the +cpu aarch64 wheels. Both are settings (--torch-index, --torch-version): `make pi-check`, which
-# cannot reach PyTorch's index, points them at PyPI's torch 2.10.0, the last CPU-only aarch64 wheel there.
+# has CPU-only aarch64 wheels. Both are settings (--torch-index, --torch-version): `make pi-check`, which
+# cannot reach PyTorch's index, points them at PyPI's torch 2.9.1, a CPU-only aarch64 wheel that runs on
+# the Pi 4's cortex-a72 (PyPI's 2.10.0, also CPU-only, dies there of SIGILL: pytorch/pytorch#176993).
 TORCH_VERSION=${GRAINBOX_TORCH_VERSION:-2.13.0}   # as pyproject.toml pins it on the workstation
 TORCH_INDEX=${GRAINBOX_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 REMOTE_STAGE=/tmp/grainbox-setup
@@ -466,6 +467,11 @@ install_units() {
         ok "enabled: ${UNIT_NAMES[*]}"
     fi
     if ((!LIVE)); then skip "systemctl daemon-reload and (re)start: the units start at the Pi's next boot"; return; fi
+    if [[ ! -d /run/systemd/system ]]; then
+        # sd_booted(3)'s test: a chroot or an image being prepared, where enabling is all there is to do
+        echo "  skipped: systemd is not running here (a chroot?): the units start at the next boot"
+        return
+    fi
     ((after > before)) && act "systemctl daemon-reload" systemctl daemon-reload
     # Any change so far (units, code, venv, configuration, model) reaches the services by a restart.
     local changed=$CHANGES
@@ -486,6 +492,7 @@ check_governor() {
     local g=/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor
     if [[ ! -r $g ]]; then echo "  warning: no $g here; nothing to set"; return; fi
     if [[ $(cat "$g") == performance ]]; then ok "performance"
+    elif [[ ! -d /run/systemd/system ]]; then echo "  skipped: systemd is not running here; the unit sets it at boot"
     else act "systemctl restart grainbox-cpu-governor (now $(cat "$g"))" systemctl restart grainbox-cpu-governor; fi
 }
 
