@@ -13,12 +13,18 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 APT_PACKAGES := puredata-core puredata-extra puredata-gui liblo-tools libportaudio2 libsndfile1 \
 	openssh-server openssh-client shellcheck systemd xvfb rsync
 
-.PHONY: setup apt venv test lint demo play baseline factory-model bench clean
+# Debian packages `make pi-check` needs on this machine (the emulated Raspberry Pi): mmdebstrap and
+# arch-test build the arm64 root, qemu-user-static and binfmt-support run it, GNU time measures the
+# guest's peak memory, liblo-tools' oscsend moves a knob. Pd comes from the root's own arm64 Debian Pd.
+PI_APT_PACKAGES := mmdebstrap arch-test qemu-user-static binfmt-support time liblo-tools
+
+.PHONY: setup apt venv test lint demo play baseline factory-model bench clean pi-apt pi-check pi-check-no-liblo
 
 setup: apt venv
 
-apt:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# $(call apt_install,PACKAGES): install the missing ones as root, else print the sudo line and fail.
+define apt_install
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -30,6 +36,13 @@ apt:
 			echo "run: sudo apt-get install -y$$missing"; exit 1; \
 		fi; \
 	fi
+endef
+
+apt:
+	$(call apt_install,$(APT_PACKAGES))
+
+pi-apt:
+	$(call apt_install,$(PI_APT_PACKAGES))
 
 venv: $(STAMP)
 
@@ -61,6 +74,16 @@ play: setup
 baseline: setup
 	$(PY) -m trainer baseline --data synth
 
+# The box installed by deploy/setup-pi.sh into an emulated Raspberry Pi (Debian bookworm arm64 under
+# qemu-user, QEMU_CPU cortex-a72 and cortex-a76) and played against its own Pd: deploy/pi-check.sh.
+# Root only. The installed root is cached in /var/cache/grainbox (about 10 minutes to build, 3 with it).
+pi-check: pi-apt venv
+	deploy/pi-check.sh
+
+# pi-check on a box whose liblo binding is hidden: must fail (exit 1), naming the binding's packages.
+pi-check-no-liblo: pi-apt venv
+	PI_CHECK_HIDE_LIBLO=1 deploy/pi-check.sh
+
 clean:
 	rm -rf out runs .cache
 
@@ -75,12 +98,12 @@ bench: setup
 
 # The factory model (models/factory.ts, the runtime's default): the project's own trainer on the built-in
 # synth set, seed 0, a fixed step count on one thread (deterministic on a given machine), then export,
-# check, and its figures beside it. About 7 minutes on one core.
+# check, and its figures beside it. About 15 minutes on one core (harmonic decoder, 20,000 steps).
 FACTORY_RUN := runs/factory
 factory-model: setup
 	rm -rf $(FACTORY_RUN)
-	$(PY) -m trainer train --data synth --out $(FACTORY_RUN) --decoder noise --latent-dim 16 \
-		--steps 6000 --warmup-steps 1500 --eval-every 500 --seed 0 --threads 1 --no-progress
+	$(PY) -m trainer train --data synth --out $(FACTORY_RUN) --decoder harmonic --latent-dim 16 \
+		--steps 20000 --warmup-steps 3000 --eval-every 1000 --seed 0 --threads 1 --no-progress
 	$(PY) -m trainer export $(FACTORY_RUN) --out models/factory.ts --name factory-synth
 	$(PY) -m runtime check models/factory.ts
 	mkdir -p models/factory
