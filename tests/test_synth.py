@@ -19,7 +19,8 @@ def rendered():
 def patch(**overrides) -> dict[str, np.ndarray]:
     """One grain's parameters: an open, dry, sustained note; override what the test is about."""
     p = dict(shape=SHAPE_NAMES.index("saw"), pitch_midi=57.0, cutoff_hz=9000.0, resonance=0.0,
-             attack_s=0.002, decay_s=1.0, sustain=1.0, onset_s=0.3, blend=0.0, noise=0.0, level=0.8)
+             attack_s=0.002, decay_s=1.0, sustain=1.0, onset_s=0.3, blend=0.0, noise=0.0, fm_ratio=0.0,
+             fm_index=0.0, level=0.8)
     p.update(overrides)
     return {k: np.array([v]) for k, v in p.items()}
 
@@ -126,3 +127,41 @@ def test_bad_requests_are_clear_errors():
     del p["cutoff_hz"]
     with pytest.raises(ValueError, match="missing: cutoff_hz"):
         render_grains(p)
+
+
+def test_fm_tone_is_harmonic_at_its_key_and_brighter_with_a_higher_index():
+    from trainer.metrics import pitch_per_grain, spectral_flatness_per_grain
+
+    f0 = 220.0
+    soft = render_grains(patch(shape=SHAPE_NAMES.index("fm"), pitch_midi=57.0, fm_ratio=2.0, fm_index=0.5))[0]
+    hard = render_grains(patch(shape=SHAPE_NAMES.index("fm"), pitch_midi=57.0, fm_ratio=2.0, fm_index=5.0))[0]
+    for grain in (soft, hard):
+        heard, peak = pitch_per_grain(grain)
+        assert abs(1200 * np.log2(heard[0] / f0)) < 10 and peak[0] > 0.9
+        assert spectral_flatness_per_grain(grain)[0] < 0.01  # partials, not noise
+
+    def centroid(grain):
+        freqs, mag = spectrum(grain)
+        return float((freqs * mag**2).sum() / (mag**2).sum())
+
+    assert centroid(hard) > 2 * centroid(soft)
+
+
+def test_perc_is_a_noise_hit_that_dies_within_the_grain():
+    from trainer.metrics import pitch_per_grain
+
+    hit = render_grains(patch(shape=SHAPE_NAMES.index("perc"), attack_s=0.001, decay_s=0.01, sustain=0.0,
+                              onset_s=0.0, cutoff_hz=6000.0))[0]  # fmt: skip
+    energy = hit.astype(np.float64) ** 2
+    assert energy[:256].sum() > 20 * energy[-256:].sum()  # 10 ms decay: gone by the grain's end
+    assert pitch_per_grain(hit)[1][0] < 0.8  # unvoiced
+
+
+def test_true_pitch_is_nan_for_the_unpitched_shapes(rendered):
+    from trainer.synth import UNPITCHED_SHAPES, true_pitch_midi
+
+    _, params = rendered
+    truth = true_pitch_midi(params)
+    unpitched = np.isin(params["shape"], [SHAPE_NAMES.index(s) for s in UNPITCHED_SHAPES])
+    assert np.isnan(truth[unpitched]).all()
+    assert np.array_equal(truth[~unpitched], params["pitch_midi"][~unpitched])

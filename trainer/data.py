@@ -58,6 +58,11 @@ class GrainSet:
     sample_rate: int = SAMPLE_RATE
     grain_size: int = GRAIN_SIZE
 
+    def true_pitch_midi(self, split: str = "val") -> np.ndarray | None:
+        """Synth sets: each grain's pitch as a MIDI number (NaN for noise and perc); None for folders."""
+        params = self.val_params if split == "val" else self.train_params
+        return None if params is None else synth.true_pitch_midi(params)
+
     def describe(self) -> str:
         """A few human lines: what the set is made of and what was left out."""
         s = self.summary

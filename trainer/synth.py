@@ -6,7 +6,14 @@ In the spirit of the DIVA sample sets the Grain-VAE seed trained on, every grain
     oscillator ──► resonant low-pass ──► amplitude envelope ──► peak level
     sine, triangle,   12 dB/oct state-variable     linear attack, exponential
     saw, square,      filter (cutoff, resonance)   decay to a sustain level;
-    noise, or a mix                                the grain starts onset_s into the note
+    noise, a mix,                                  the grain starts onset_s into the note
+    2-operator FM,
+    noise percussion
+
+so the set spans what a granular instrument is played with: pads (slow attacks), plucks (fast decays),
+bright saws and squares (cutoff up to 5 octaves above the key), FM tones from electric piano to metallic
+bell (integer ratios, a decaying index), and noise hits (snare- and hat-like: millisecond attacks, short
+decays), over four octaves.
 
 Each grain keeps the parameters that made it (SYNTH_PARAM_NAMES), so latent-space plots can be coloured
 by pitch, cutoff, shape... Everything is drawn from one seed, so a given (n, seed) always renders the same
@@ -24,11 +31,15 @@ import numpy as np
 
 from trainer import GRAIN_SIZE, SAMPLE_RATE
 
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 """Bump whenever rendering changes, so cached synth sets (trainer/data.py) are rebuilt."""
 
-SHAPE_NAMES: tuple[str, ...] = ("sine", "triangle", "saw", "square", "noise", "mix")
-"""Oscillator shapes; the "shape" parameter is an index into this. "mix" = saw/square blend plus noise."""
+SHAPE_NAMES: tuple[str, ...] = ("sine", "triangle", "saw", "square", "noise", "mix", "fm", "perc")
+"""Oscillator shapes; the "shape" parameter is an index into this. "mix" = saw/square blend plus noise;
+"fm" = a sine carrier phase-modulated by a sine at fm_ratio x f0; "perc" = noise, percussive envelope."""
+
+UNPITCHED_SHAPES: tuple[str, ...] = ("noise", "perc")
+"""Shapes whose grains have no pitch: their pitch_midi only places the cutoff."""
 
 SYNTH_PARAM_NAMES: tuple[str, ...] = (
     "shape",  # int index into SHAPE_NAMES
@@ -41,6 +52,8 @@ SYNTH_PARAM_NAMES: tuple[str, ...] = (
     "onset_s",  # where the grain starts in the note; < 0: the grain holds the note's start
     "blend",  # "mix" only: 0 = saw, 1 = square
     "noise",  # "mix" only: white-noise amount added to the oscillator
+    "fm_ratio",  # "fm" only: modulator frequency / f0, an integer 1..5 so the tone stays harmonic
+    "fm_index",  # "fm" only: modulation index at the note's start; it decays with the envelope's decay_s
     "level",  # peak amplitude of the grain
 )
 
@@ -57,21 +70,39 @@ def sample_params(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     pitch = rng.uniform(*PITCH_RANGE, n)
     f0 = midi_to_hz(pitch)
     cutoff = np.minimum(f0 * 2.0 ** rng.uniform(*CUTOFF_OCTAVES_ABOVE_PITCH, n), MAX_CUTOFF_HZ)
-    cutoff = np.where(shape == SHAPE_NAMES.index("noise"), 2.0 ** rng.uniform(7.5, 13.0, n), cutoff)
+    unpitched = np.isin(shape, [SHAPE_NAMES.index(s) for s in UNPITCHED_SHAPES])
+    cutoff = np.where(unpitched, 2.0 ** rng.uniform(7.5, 13.0, n), cutoff)
     is_mix = shape == SHAPE_NAMES.index("mix")
+    is_fm = shape == SHAPE_NAMES.index("fm")
+    is_perc = shape == SHAPE_NAMES.index("perc")
+    attack = np.exp(rng.uniform(np.log(0.002), np.log(0.2), n))
+    decay = np.exp(rng.uniform(np.log(0.05), np.log(1.5), n))
+    onset = rng.uniform(-0.02, 0.5, n)
+    # A hit: attack within 3 ms, gone in 10-150 ms, the grain at or just after its start.
+    attack = np.where(is_perc, np.exp(rng.uniform(np.log(0.0005), np.log(0.003), n)), attack)
+    decay = np.where(is_perc, np.exp(rng.uniform(np.log(0.01), np.log(0.15), n)), decay)
+    onset = np.where(is_perc, rng.uniform(-0.01, 0.03, n), onset)
     return {
         "shape": shape.astype(np.int64),
         "pitch_midi": pitch.astype(np.float32),
         "cutoff_hz": cutoff.astype(np.float32),
         "resonance": rng.uniform(0.0, 0.9, n).astype(np.float32),
-        "attack_s": np.exp(rng.uniform(np.log(0.002), np.log(0.2), n)).astype(np.float32),
-        "decay_s": np.exp(rng.uniform(np.log(0.05), np.log(1.5), n)).astype(np.float32),
-        "sustain": rng.uniform(0.0, 1.0, n).astype(np.float32),
-        "onset_s": rng.uniform(-0.02, 0.5, n).astype(np.float32),
+        "attack_s": attack.astype(np.float32),
+        "decay_s": decay.astype(np.float32),
+        "sustain": np.where(is_perc, 0.0, rng.uniform(0.0, 1.0, n)).astype(np.float32),
+        "onset_s": onset.astype(np.float32),
         "blend": np.where(is_mix, rng.uniform(0.0, 1.0, n), 0.0).astype(np.float32),
         "noise": np.where(is_mix, rng.uniform(0.0, 0.5, n), 0.0).astype(np.float32),
+        "fm_ratio": np.where(is_fm, rng.integers(1, 6, n), 0).astype(np.float32),
+        "fm_index": np.where(is_fm, rng.uniform(0.5, 6.0, n), 0.0).astype(np.float32),
         "level": rng.uniform(0.25, 0.9, n).astype(np.float32),
     }
+
+
+def true_pitch_midi(params: dict[str, np.ndarray]) -> np.ndarray:
+    """Each grain's pitch as a MIDI number, NaN for the shapes that have none (noise, perc): float64 [N]."""
+    unpitched = np.isin(params["shape"], [SHAPE_NAMES.index(s) for s in UNPITCHED_SHAPES])
+    return np.where(unpitched, np.nan, np.asarray(params["pitch_midi"], dtype=np.float64))
 
 
 def render_synth_grains(
@@ -144,8 +175,13 @@ def _oscillator(p, t: np.ndarray, phase0: np.ndarray, white: np.ndarray) -> np.n
     x[r] = np.sin(2.0 * np.pi * phase[r])
     r = rows("triangle")
     x[r] = 4.0 * np.abs(phase[r] - 0.5) - 1.0  # harmonics fall at 12 dB/oct: its aliasing is inaudible
-    r = rows("noise")
+    r = rows("noise", "perc")
     x[r] = white[r]
+    r = rows("fm")
+    # Phase modulation: the index falls with the note (bright attack, mellow tail), as on a DX7 patch.
+    index = p["fm_index"][r] * np.exp(-np.maximum(t[r], 0.0) / p["decay_s"][r])
+    modulator = np.sin(2.0 * np.pi * ((p["fm_ratio"][r] * phase[r].astype(np.float64)) % 1.0))
+    x[r] = np.sin(2.0 * np.pi * phase[r] + index * modulator).astype(np.float32)
     r = rows("saw", "mix")
     saw_weight = np.where(shape[r, None] == SHAPE_NAMES.index("mix"), 1.0 - p["blend"][r], 1.0)
     x[r] += saw_weight.astype(np.float32) * _saw(phase[r], dt[r])
