@@ -103,7 +103,7 @@ def test_epoch_batches_split_every_example_once_across_ranks():
 
 
 def test_no_stopping_rule_is_refused(tmp_path, synth_grains):
-    with pytest.raises(ValueError, match="steps, epochs or minutes"):
+    with pytest.raises(ValueError, match="steps, epochs, minutes or cpu_minutes"):
         train(_model(), *synth_grains, TrainConfig(out=tmp_path, progress=False))
 
 

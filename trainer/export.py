@@ -120,7 +120,7 @@ def load_trained(checkpoint: Path) -> tuple[GrainVAE, dict]:
             f"{checkpoint} is not a Grain-VAE checkpoint (no model config inside); export a run of "
             "`python -m trainer train`"
         )
-    model = GrainVAE(GrainVAEConfig(**extra["model"]))
+    model = GrainVAE(GrainVAEConfig.from_dict(extra["model"]))
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 
@@ -163,14 +163,14 @@ def medoids(points: Tensor, labels: Tensor) -> list[int]:
 
 def synth_name(params: dict[str, np.ndarray], i: int) -> str:
     """A short name for synth grain i from its parameters: shape, register, brightness ("saw low bright")."""
-    from trainer.synth import SHAPE_NAMES, midi_to_hz
+    from trainer.synth import SHAPE_NAMES, UNPITCHED_SHAPES, midi_to_hz
 
     shape = SHAPE_NAMES[int(params["shape"][i])]
     pitch = float(params["pitch_midi"][i])
     register = "low" if pitch < 52 else "mid" if pitch < 68 else "high"
-    if shape == "noise":  # noise has no pitch: its colour is the cutoff alone
+    if shape in UNPITCHED_SHAPES:  # noise has no pitch: its colour is the cutoff alone
         cutoff = float(params["cutoff_hz"][i])
-        return "noise " + ("dark" if cutoff < 800 else "mid" if cutoff < 3000 else "bright")
+        return f"{shape} " + ("dark" if cutoff < 800 else "mid" if cutoff < 3000 else "bright")
     octaves = np.log2(float(params["cutoff_hz"][i]) / float(midi_to_hz(pitch)))
     colour = "dark" if octaves < 1.5 else "warm" if octaves < 3.2 else "bright"
     return f"{shape} {register} {colour}"
@@ -329,6 +329,15 @@ def _default_name(checkpoint: Path) -> str:
     return run.resolve().name or "grainbox-model"
 
 
+def _pitch_coordinate(model: GrainVAE) -> dict | None:
+    """Where the model keeps its pitch, if it has a pitch axis: f0 = reference_hz * 2^(z[latent])."""
+    if model.cfg.decoder != "harmonic":
+        return None
+    from trainer.grain_model import F0_RANGE_HZ, PITCH_REFERENCE_HZ
+
+    return {"latent": 0, "reference_hz": PITCH_REFERENCE_HZ, "octaves_per_unit": 1.0, "range_hz": F0_RANGE_HZ}
+
+
 def build_metadata(
     model: GrainVAE, ckpt: dict, grains, latent_map: LatentMap, anchors: Anchors, name: str
 ) -> dict[str, Any]:
@@ -341,6 +350,8 @@ def build_metadata(
             [model.reconstruct(torch.from_numpy(val[i : i + 512])) for i in range(0, len(val), 512)]
         )
     train = np.asarray(grains.train[:MAX_PCA_GRAINS], dtype=np.float32)
+    truth = grains.true_pitch_midi("val")
+    truth = None if truth is None else truth[:MAX_METRIC_GRAINS]
     k = model.cfg.latent_dim
     summary = grains.summary
     train_cfg = ckpt.get("config", {})
@@ -357,6 +368,7 @@ def build_metadata(
         "axis_std": [round(float(s), 6) for s in latent_map.scales],
         "axis_variance_share": [round(float(v), 4) for v in variance / variance.sum()],
         "decoder": model.cfg.decoder,
+        "pitch": _pitch_coordinate(model),
         "dataset": {
             "source": summary.get("source", "?"),
             "folder": summary.get("folder"),
@@ -375,8 +387,8 @@ def build_metadata(
             "config": {"model": model.cfg.to_dict(), "train": train_cfg},
         },
         "metrics": {
-            "val": {**evaluate(val, recon), "grains": len(val)},
-            "pca": {"k": k, **pca_baseline(train, val, k)},
+            "val": {**evaluate(val, recon, truth), "grains": len(val)},
+            "pca": {"k": k, **pca_baseline(train, val, k, truth)},
         },
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "trainer_version": trainer.__version__,

@@ -197,7 +197,8 @@ class RunReport:
             from trainer.pca import pca_baseline
 
             k = self.model.cfg.latent_dim
-            self._pca = {"k": k, **pca_baseline(self.grains.train, self.grains.val, k)}
+            truth = self.grains.true_pitch_midi("val")
+            self._pca = {"k": k, **pca_baseline(self.grains.train, self.grains.val, k, truth)}
         return self._pca
 
     def _metrics(self, step: int, val_metrics: dict) -> dict:
@@ -205,7 +206,7 @@ class RunReport:
         metrics = {
             "step": step,
             "val_grains": len(self.grains.val),
-            "val": evaluate(self.grains.val, recon),
+            "val": evaluate(self.grains.val, recon, self.grains.true_pitch_midi("val")),
             "pca": self._pca_baseline(),
             "active_units": val_metrics.get("active_units"),
             "kl_per_dim": val_metrics.get("kl_per_dim"),

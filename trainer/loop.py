@@ -45,6 +45,7 @@ class TrainConfig:
     steps: int | None = None  # stop after this many optimiser steps
     epochs: int | None = None  # or epochs
     minutes: float | None = None  # or a wall-clock budget (whichever comes first)
+    cpu_minutes: float | None = None  # or a budget of this process's CPU time: fair on a shared machine
     beta_max: float = 1.0
     warmup_steps: int = 5000
     seed: int = 0
@@ -218,8 +219,8 @@ def train(
     config and the data spec, so that export can rebuild both). The summary: steps, seconds, best_val_loss,
     final val metrics, device, history.
     """
-    if cfg.steps is None and cfg.epochs is None and cfg.minutes is None:
-        raise ValueError("no stopping rule: set steps, epochs or minutes (e.g. minutes=10)")
+    if cfg.steps is None and cfg.epochs is None and cfg.minutes is None and cfg.cpu_minutes is None:
+        raise ValueError("no stopping rule: set steps, epochs, minutes or cpu_minutes (e.g. minutes=10)")
     if len(train_data) == 0 or len(val_data) == 0:
         raise ValueError(
             f"empty data: {len(train_data)} training and {len(val_data)} validation examples; "
@@ -238,7 +239,7 @@ def train(
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    step, epoch, batch_in_epoch, seconds = 0, 0, 0, 0.0
+    step, epoch, batch_in_epoch, seconds, cpu_seconds = 0, 0, 0, 0.0, 0.0
     history: list[dict] = []
     best_val = math.inf
     if cfg.resume:
@@ -257,6 +258,7 @@ def train(
             scaler.load_state_dict(ckpt["scaler"])
         step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         seconds, history, best_val = ckpt["seconds"], ckpt["history"], ckpt["best_val_loss"]
+        cpu_seconds = ckpt.get("cpu_seconds", 0.0)
         _set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
 
     net: nn.Module = _LossModule(model)
@@ -279,6 +281,7 @@ def train(
             "epoch": epoch,
             "batch_in_epoch": batch_in_epoch,
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "config": cfg.to_dict(),
             "fingerprint": fingerprint,
             "rng": rng,
@@ -303,6 +306,7 @@ def train(
             cfg.epochs is not None and epoch >= cfg.epochs
         )
         done = done or (cfg.minutes is not None and seconds >= cfg.minutes * 60)
+        done = done or (cfg.cpu_minutes is not None and cpu_seconds >= cfg.cpu_minutes * 60)
         due = time.perf_counter() - t_checkpoint >= cfg.checkpoint_minutes * 60
         if world > 1:
             flags = torch.tensor([int(done), int(due)], device=device if device.type == "cuda" else "cpu")
@@ -323,6 +327,7 @@ def train(
     running_n = 0
     last_val: dict = {}
     seconds_at_start, t_start = seconds, time.perf_counter()
+    cpu_at_start, cpu_start = cpu_seconds, time.process_time()
     t_checkpoint = t_start
     batches, batches_epoch = [], -1
     stop, _ = decide()
@@ -347,6 +352,7 @@ def train(
         seconds = (
             seconds_at_start + time.perf_counter() - t_start
         )  # wall clock, validation and plots included
+        cpu_seconds = cpu_at_start + time.process_time() - cpu_start  # every thread of this process
 
         for k, v in losses.items():
             if v.ndim == 0:
@@ -406,6 +412,7 @@ def train(
         "steps": step,
         "epochs": epoch,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
         "best_val_loss": best_val,
         "val": last_val,
         "device": str(device),

@@ -36,10 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def format_table(rows: list[dict], title: str) -> str:
     """A Markdown table of pca_baseline_table rows."""
-    lines = [f"PCA baseline, {title}", "", "| k | SC | LSD (dB) | SNR (dB) | train variance kept |",
-             "| ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['k']} | {r['sc']:.3f} | {r['lsd_db']:.2f} | {r['snr_db']:.2f} | "
-              f"{100 * r['variance_kept']:.1f} % |" for r in rows]
+    lines = [f"PCA baseline, {title}", "",
+             "| k | SC | LSD (dB) | SNR (dB) | pitch kept (voiced) | flatness x | train variance kept |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        kept = "-" if r.get("pitch_kept") is None else f"{100 * r['pitch_kept']:.1f} % ({r['voiced']})"
+        lines.append(f"| {r['k']} | {r['sc']:.3f} | {r['lsd_db']:.2f} | {r['snr_db']:.2f} | {kept} | "
+                     f"{r['flatness_ratio']:.2f} | {100 * r['variance_kept']:.1f} % |")
     return "\n".join(lines)
 
 
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         print("grainbox: no validation grains (one source file?): give a larger --val-fraction or more files")
         return 2
     ks = [k for k in args.k if k < len(gs.train)]
-    rows = pca_baseline_table(gs.train, gs.val, ks)
+    rows = pca_baseline_table(gs.train, gs.val, ks, gs.true_pitch_midi("val"))
     print()
     print(format_table(rows, f"{args.data}: fit on {len(gs.train):,} train grains, "
                              f"scored on {len(gs.val):,} validation grains"))

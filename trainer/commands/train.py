@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from trainer.grain_model import DECODERS, ENCODERS
+
 HELP = (
     "train a Grain-VAE on grains of the built-in synth or an audio folder; plots and WAVs in the run folder"
 )
@@ -58,9 +60,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--latent-dim", type=int, default=16, help="size Z of the latent space (16)")
     model.add_argument(
         "--decoder",
-        choices=("noise", "conv"),
-        default="noise",
-        help="noise: filtered noise (Bitton et al. 2020); conv: transposed convolutions (noise)",
+        choices=DECODERS,
+        default="harmonic",
+        help="harmonic: oscillator bank at a predicted f0 plus filtered noise (DDSP-like); "
+        "noise: filtered noise only (Bitton et al. 2020); conv: transposed convolutions (default: harmonic)",
+    )
+    model.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        default=None,
+        help="spectral: MLP on log spectra and pitch; conv: strided convolutions "
+        "(default: spectral, conv for --decoder conv and noise as they were benchmarked)",
     )
     model.add_argument(
         "--width", type=int, default=32, help="channels of the outer conv layers, doubling inwards (32)"
@@ -84,6 +94,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, help="run folder for checkpoints, plots, WAVs, metrics"
     )
     run.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes")
+    run.add_argument(
+        "--cpu-minutes",
+        type=float,
+        default=None,
+        help="budget in minutes of this process's CPU time (a fair budget on a busy machine)",
+    )
     run.add_argument("--steps", type=int, default=None, help="stop after this many optimiser steps")
     run.add_argument(
         "--epochs",
@@ -146,6 +162,18 @@ def load_grainset(spec: dict, cache_dir: Path | None = None, progress: bool = Tr
     )
 
 
+def figures_line(m: dict) -> str:
+    """One line of a metrics dict: SC, LSD, SNR, pitch kept (of how many voiced), flatness recon / source."""
+    line = f"SC {m['sc']:.3f}  LSD {m['lsd_db']:.2f} dB  SNR {m['snr_db']:.2f} dB"
+    if m.get("pitch_kept") is not None:
+        line += f"  pitch kept {m['pitch_kept']:.0%} of {m['voiced']} voiced"
+    if m.get("true_pitch_kept") is not None:
+        line += f" ({m['true_pitch_kept']:.0%} on the note played)"
+    if "flatness_ratio" in m:
+        line += f"  flatness x{m['flatness_ratio']:.2f} the source's"
+    return line
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -157,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rank = int(os.environ.get("RANK", "0"))
-    if args.minutes is None and args.steps is None and args.epochs is None:
+    if args.minutes is None and args.steps is None and args.epochs is None and args.cpu_minutes is None:
         args.minutes = 10.0
         if rank == 0:
             print("no --minutes, --steps or --epochs given: training for 10 minutes")
@@ -166,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     model_cfg = GrainVAEConfig(
         latent_dim=args.latent_dim,
         decoder=args.decoder,
+        encoder=args.encoder or ("spectral" if args.decoder == "harmonic" else "conv"),
         width=args.width,
         depth=args.depth,
         sigma=args.sigma,
@@ -205,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         epochs=args.epochs,
         minutes=args.minutes,
+        cpu_minutes=args.cpu_minutes,
         beta_max=args.beta_max,
         warmup_steps=args.warmup_steps,
         seed=args.seed,
@@ -249,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
             f"done: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min on {summary['device']}"
             f" (x{summary['world_size']}); best validation loss {summary['best_val_loss']:.5g}"
         )
-        print(f"validation VAE: SC {m['sc']:.3f}  LSD {m['lsd_db']:.2f} dB  SNR {m['snr_db']:.2f} dB")
-        print(f"      PCA k={p['k']}: SC {p['sc']:.3f}  LSD {p['lsd_db']:.2f} dB  SNR {p['snr_db']:.2f} dB")
+        print(f"validation VAE: {figures_line(m)}")
+        print(f"      PCA k={p['k']}: {figures_line(p)}")
         print(f"run folder: {args.out} (plots/, audio/, metrics.json, checkpoints/best.pt)")
     return 0
