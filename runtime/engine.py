@@ -63,6 +63,10 @@ def latent_points(
     # spray_dirs are standard normal in axis units; scaling by the spreads keeps the cloud in the
     # region the model was trained on, whatever its latent size.
     offsets = (spray_dirs * model.scales) @ model.axes
+    pitch = model.metadata.get("pitch") or {}
+    if isinstance(pitch.get("latent"), int) and 0 <= pitch["latent"] < offsets.shape[1]:
+        # A model with a pitch coordinate: spray scatters timbre, not tuning (Pd's pitchjitter does that).
+        offsets[:, pitch["latent"]] = 0.0
     return torch.cat([point[None], point + spray * offsets])
 
 

@@ -72,6 +72,20 @@ def test_knobs_move_the_point_along_the_axes_and_spray_opens_the_cloud(model: Mo
     assert torch.equal(again, sprayed), "the same seed gives the same cloud after a restart"
 
 
+def test_spray_leaves_a_models_pitch_coordinate_alone(model: Model) -> None:
+    """A model whose metadata names a pitch latent (the harmonic decoder's): the spray cloud scatters every
+    other coordinate and keeps the point's tuning, so the 8 slots play one note, not a cluster."""
+    import dataclasses
+
+    pitched = dataclasses.replace(model, metadata={**model.metadata, "pitch": {"latent": 0}})
+    dirs = spray_directions(model, 8, seed=3)
+    sprayed = latent_points(pitched, ControlState([0.5] * 7 + [1.0]), LAYOUT, dirs, 1.0)
+    assert torch.equal(sprayed[1:, 0], sprayed[0, 0].expand(7))
+    assert (torch.linalg.norm(sprayed[1:, 1:] - sprayed[0, 1:], dim=1) > 0.1).all()
+    plain = latent_points(model, ControlState([0.5] * 7 + [1.0]), LAYOUT, dirs, 1.0)
+    assert not torch.equal(plain[1:, 0], plain[0, 0].expand(7)), "without a pitch latent, all of it moves"
+
+
 def test_requests_coalesce_while_the_worker_is_busy(engine: tuple[Engine, Recorder], model: Model) -> None:
     engine_, sender = engine
     sender.gate.clear()
