@@ -76,7 +76,7 @@ baseline: setup
 
 # The box installed by deploy/setup-pi.sh into an emulated Raspberry Pi (Debian bookworm arm64 under
 # qemu-user, QEMU_CPU cortex-a72 and cortex-a76) and played against its own Pd: deploy/pi-check.sh.
-# Root only. The installed root is cached in /var/cache/grainbox (about 10 minutes to build, 3 with it).
+# Root only. The installed root is cached in /var/cache/grainbox (6.5 minutes from nothing here, 1.5 with it).
 pi-check: pi-apt venv
 	deploy/pi-check.sh
 
@@ -98,12 +98,12 @@ bench: setup
 
 # The factory model (models/factory.ts, the runtime's default): the project's own trainer on the built-in
 # synth set, seed 0, a fixed step count on one thread (deterministic on a given machine), then export,
-# check, and its figures beside it. About 15 minutes on one core (harmonic decoder, 20,000 steps).
+# check, and its figures beside it. About 10 minutes on one core (harmonic decoder, 12,000 steps).
 FACTORY_RUN := runs/factory
 factory-model: setup
 	rm -rf $(FACTORY_RUN)
 	$(PY) -m trainer train --data synth --out $(FACTORY_RUN) --decoder harmonic --latent-dim 16 \
-		--steps 20000 --warmup-steps 3000 --eval-every 1000 --seed 0 --threads 1 --no-progress
+		--steps 12000 --warmup-steps 3000 --eval-every 1000 --seed 0 --threads 1 --no-progress
 	$(PY) -m trainer export $(FACTORY_RUN) --out models/factory.ts --name factory-synth
 	$(PY) -m runtime check models/factory.ts
 	mkdir -p models/factory
