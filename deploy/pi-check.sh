@@ -21,6 +21,7 @@
 #   PI_CHECK_HIDE_LIBLO=1   hide Debian's liblo binding in the run's root (the package stays "installed"):
 #                           the box install must then fail, and so must pi-check (make pi-check-no-liblo)
 #   PI_CHECK_CPUS="..."     the QEMU_CPU models to run (default: cortex-a72 cortex-a76)
+#   PI_CHECK_MODEL=FILE     check and play FILE instead of the repository's models/factory.ts
 #   PI_CHECK_KEEP=1         keep the run's directory (logs, status.json) instead of removing it
 set -euo pipefail
 
@@ -217,6 +218,11 @@ peak_rss() { awk '/^VmHWM:/ { printf "%.0f MB", $2 / 1024 }' "/proc/$1/status" 2
 RSS=()
 BOX_PY=/opt/grainbox/.venv/bin/python
 BOX_MODEL=/opt/grainbox/models/factory.ts   # the repository's factory model, as setup-pi.sh copied it
+HOST_MODEL=$SRC/models/factory.ts
+if [[ -n ${PI_CHECK_MODEL:-} ]]; then
+    [[ -f $PI_CHECK_MODEL ]] || die "PI_CHECK_MODEL=$PI_CHECK_MODEL: no such file"
+    HOST_MODEL=$(realpath "$PI_CHECK_MODEL") BOX_MODEL=$GUEST_RUN/model.ts
+fi
 # GNU time's %M (the host's): the peak RSS of the qemu-aarch64 process running the guest's python.
 check_model() {
     local cpu=$1 rss
@@ -228,8 +234,8 @@ check_model() {
 }
 
 reference_decode() {
-    "$HOST_PY" "$SRC/deploy/pi_check.py" latents "$SRC/models/factory.ts" "$ROOT$GUEST_RUN/z.npy" &&
-        "$HOST_PY" "$SRC/deploy/pi_check.py" decode "$SRC/models/factory.ts" "$ROOT$GUEST_RUN/z.npy" \
+    "$HOST_PY" "$SRC/deploy/pi_check.py" latents "$HOST_MODEL" "$ROOT$GUEST_RUN/z.npy" &&
+        "$HOST_PY" "$SRC/deploy/pi_check.py" decode "$HOST_MODEL" "$ROOT$GUEST_RUN/z.npy" \
             "$ROOT$GUEST_RUN/x86.npy"
 }
 
@@ -302,6 +308,7 @@ MOUNTS+=("$WORK/root")
 ROOT=$WORK/root
 mount_guest "$ROOT"
 mkdir -p "$ROOT$GUEST_RUN"
+[[ $BOX_MODEL == "$GUEST_RUN/model.ts" ]] && cp "$HOST_MODEL" "$ROOT$BOX_MODEL"
 
 if [[ $HIDE_LIBLO == 1 ]]; then
     echo "== PI_CHECK_HIDE_LIBLO=1: hiding Debian's liblo binding in this run's root (python3-liblo stays" \
@@ -318,7 +325,7 @@ timed "box install: setup-pi.sh again on the installed root (cortex-a72)" setup_
 timed "x86 reference decode (this machine, $(uname -m))" reference_decode || die "the x86 reference decode failed"
 
 for cpu in "${CPUS[@]}"; do
-    timed "runtime check models/factory.ts ($cpu)" check_model "$cpu" || die "runtime check failed under $cpu"
+    timed "runtime check $BOX_MODEL ($cpu)" check_model "$cpu" || die "runtime check failed under $cpu"
     timed "decode numerics against x86 ($cpu)" decode_numerics "$cpu" ||
         die "the emulated Pi's decode under $cpu differs from x86 by $DECODE_LIMIT or more"
     timed "runtime run against the guest's Pd, pd/main.pd ($cpu)" run_with_pd "$cpu" ||
