@@ -361,15 +361,19 @@ class HarmonicDecoder(nn.Module):
         coefficients[:, 1 : k + 1] = partials * (-size / 2)
         table = torch.fft.irfft(torch.complex(torch.zeros_like(coefficients), coefficients), n=size)
         table = torch.cat([table, table[:, :1]], dim=1)  # one wrapped sample: position + 1 never leaves it
-        position = torch.remainder(f0.unsqueeze(1) / self.sample_rate * self.sample_index, 1.0) * size
+        cycles = f0.double().unsqueeze(1) / self.sample_rate * self.sample_index.double()
+        position = torch.remainder(cycles, 1.0) * size  # float64 (see f0), then float32 for the table
         left = position.floor()
-        frac = position - left
+        frac = (position - left).to(table.dtype)
         index = left.long().clamp(0, size - 1)
         return table.gather(1, index) * (1.0 - frac) + table.gather(1, index + 1) * frac
 
     def f0(self, z: Tensor) -> Tensor:
-        """The f0 in Hz [B] that the decoder plays at z: latent 0 in octaves above PITCH_REFERENCE_HZ."""
-        return torch.exp2(self.log2_reference + z[:, 0]).clamp(self.f0_min, self.f0_max)
+        """The f0 in Hz [B] that the decoder plays at z: latent 0 in octaves above PITCH_REFERENCE_HZ.
+
+        float64: the phase of sample 1023 is f0 * 1023 / sr cycles, so a last-bit difference of a float32
+        exp2 between two CPUs' libraries (an x86 workstation, a Pi) would move the grain's end by 2e-5."""
+        return torch.exp2(self.log2_reference + z[:, 0].double()).clamp(self.f0_min, self.f0_max)
 
     def forward(self, z: Tensor) -> Tensor:
         b = z.shape[0]
