@@ -331,3 +331,51 @@ def test_tone_filters_and_an_open_filter_is_bypassed(tmp_path: Path) -> None:
     open_, closed = highs(mono[int(0.2 * sr) : int(0.5 * sr)]), highs(mono[int(0.7 * sr) :])
     assert open_ > 0.3, f"open filter: {open_:.3f} of the energy above 4 kHz"
     assert closed < 0.01 * open_, f"tone 0.4 left {closed:.4f} above 4 kHz"
+
+
+FACTORY = Path(__file__).resolve().parent.parent / "models" / "factory.ts"
+
+
+def measured_pitch(mono: np.ndarray, sr: int) -> float:
+    """Median f0 (trainer/pitch.py, normalised autocorrelation) over the voiced 4096-sample chunks."""
+    import torch
+
+    from trainer.pitch import grain_pitch
+
+    chunks = torch.from_numpy(mono[: len(mono) // 4096 * 4096].reshape(-1, 4096).astype(np.float64))
+    f0, peak = grain_pitch(chunks, sample_rate=float(sr))
+    voiced = peak >= 0.8
+    assert voiced.sum() >= 3, f"the output is not periodic: autocorrelation peaks {peak.numpy().round(2)}"
+    return float(f0[voiced].median())
+
+
+def test_a_factory_anchor_keeps_its_pitch_through_the_patch_and_an_octave_up(tmp_path: Path) -> None:
+    """The voice's pitch survives the granular engine: a pitched anchor of the factory model, decoded as
+    the runtime would (the box's own loader), played as a steady cloud of grains at transpose 0 and +12,
+    is heard at the decoded grain's own f0 and at twice it, within 50 cents."""
+    import torch
+
+    from runtime.artifact import load_model
+    from trainer.metrics import pitch_per_grain
+
+    model = load_model(FACTORY)
+    with torch.inference_mode():
+        grains = model.module.decode(model.anchors).numpy()
+    f0, peak = pitch_per_grain(grains)
+    pitched = np.flatnonzero((peak >= 0.9) & (f0 > 110) & (f0 < 700))  # +12 stays within the estimator
+    assert len(pitched), f"no pitched anchor in the factory model: f0 {f0.round(0)}, peak {peak.round(2)}"
+    anchor = int(pitched[np.argmax(np.sqrt((grains[pitched] ** 2).mean(1)))])  # the loudest of them
+    heard = {}
+    for transpose in (0.0, 12.0):
+        # Random onsets (async 1): a metronomic stream would repeat exactly at its onset interval, a
+        # period of its own that the autocorrelation would report instead of the grain's pitch.
+        score = base_score(density=80, duration=46.4, transpose=transpose, pan=0, spread=0, reverse=0,
+                           pitchjitter=0, normalize=1, tone=1, **{"async": 1})  # fmt: skip
+        fill_slots(score, [[float(v) for v in grains[anchor]]])
+        out = render(score, 1.5, tmp_path / f"t{transpose:g}")
+        body = out.audio[int(0.3 * out.sample_rate) : int(1.4 * out.sample_rate), 0]
+        assert np.sqrt(np.mean(body**2)) > 0.01
+        heard[transpose] = measured_pitch(body, out.sample_rate)
+    name = model.anchor_names[anchor]
+    assert abs(1200 * math.log2(heard[0.0] / f0[anchor])) < 50, (name, f0[anchor], heard)
+    assert abs(1200 * math.log2(heard[12.0] / (2 * f0[anchor]))) < 50, (name, f0[anchor], heard)

@@ -190,8 +190,10 @@ def choose_anchors(grains, subset: np.ndarray, mu: Tensor, count: int, seed: int
     """Up to `count` anchors among the training grains `subset` (posterior means mu [len(subset), Z]).
 
     A folder with no more files than `count`: one anchor per file, its most typical grain. Otherwise
-    k-means of the posterior means, one anchor per cluster. Anchors are ordered along the first knob axis,
-    so stepping through them moves steadily through the sound space.
+    k-means of the posterior means, one anchor per cluster. Anchors are ordered along the first knob axis
+    from its top end down, so stepping through them moves steadily through the sound space and the box
+    starts on the sound at the top of knob 1 (for the factory model: high and bright, a note, where the
+    bottom end is dark noise hits).
     """
     sources = np.asarray(grains.train_source)[subset]
     if grains.train_params is None and len(np.unique(sources)) <= count:
@@ -205,7 +207,7 @@ def choose_anchors(grains, subset: np.ndarray, mu: Tensor, count: int, seed: int
     else:
         names = [Path(grains.source_names[int(sources[i])]).stem for i in picked]
     points = mu[picked]
-    order = np.argsort(((points - mu.mean(0)) @ _first_axis(mu)).numpy(), kind="stable")
+    order = np.argsort(-((points - mu.mean(0)) @ _first_axis(mu)).numpy(), kind="stable")
     return Anchors(
         points=points[order].contiguous(),
         names=_unique([names[i] for i in order]),

@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     m, p = meta["metrics"]["val"], meta["metrics"]["pca"]
     print(f"wrote {args.out}: {meta['name']}, latent {meta['latent_dim']}, {meta['num_axes']} axes")
     print(f"anchors: {', '.join(meta['anchor_names'])}")
-    print(f"validation VAE: SC {m['sc']:.3f}  LSD {m['lsd_db']:.2f} dB  SNR {m['snr_db']:.2f} dB")
-    print(f"      PCA k={p['k']}: SC {p['sc']:.3f}  LSD {p['lsd_db']:.2f} dB  SNR {p['snr_db']:.2f} dB")
+    from trainer.commands.train import figures_line
+
+    print(f"validation VAE: {figures_line(m)}")
+    print(f"      PCA k={p['k']}: {figures_line(p)}")
     print(f"check it with: python -m runtime check {args.out}")
     return 0
