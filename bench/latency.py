@@ -9,7 +9,8 @@ else a tiny fixture model whose grains' sums follow the latent point (tests/runt
 
 1. Latency: 1000 moves of pot 1, each delivered the way the knob box delivers it (the control sink's
    `knob()` call, in the runtime's process), timed until Pd's `/ack` for slot 0 arrives with the checksum
-   of the new grain: decode of all N slots + /grain over UDP + Pd writing its table + /ack back. A second
+   of the new grain: decode of slot 0 (the engine decodes and sends it before the other slots) + /grain
+   over UDP + Pd writing its table + /ack back. A second
    run does the same with `/knob` sent over OSC, as Pd's GUI sends it. The baseline, measured in the same
    run: the OSC round trip to Pd and back (/ping -> /pong) and the batch decode alone; the figures are also
    printed as multiples of the round trip.
@@ -90,10 +91,10 @@ def knob_values(n: int, seed: int = 0) -> list[float]:
 
 
 def measure_moves(box: Box, clock: AckClock, moves: int, move) -> tuple[list[float], list[float], int]:
-    """Latency in ms of each move (move(value) starts it), the engine's decode time for each, and how many
-    acks did not match the grain sent."""
+    """Latency in ms of each move (move(value) starts it), the engine's decode time of slot 0 (what the ack
+    waits for) for each, and how many acks did not match the grain sent."""
     tolerance = 1e-3 * box.model.grain_size
-    latencies, decodes, mismatched = [], [], 0
+    latencies, point_decodes, mismatched = [], [], 0
     for value in knob_values(moves):
         clock.arm()
         start = time.perf_counter()
@@ -103,10 +104,10 @@ def measure_moves(box: Box, clock: AckClock, moves: int, move) -> tuple[list[flo
                 f"Pd never acknowledged slot 0 after a move to {value}; runtime status {box.status()}"
             )
         latencies.append((clock.slot0_at - start) * 1e3)
-        decodes.append(box.engine.last_decode_ms)
         mismatched += abs(clock.checksum - box.link.sent_sums[0][-1]) > tolerance
         clock.all.wait(10)  # let the other slots land before the next move: each move measured alone
-    return latencies, decodes, mismatched
+        point_decodes.append(box.engine.last_point_decode_ms)
+    return latencies, point_decodes, mismatched
 
 
 def ping_rtt(box: Box, count: int = 200) -> list[float]:
@@ -122,10 +123,11 @@ def ping_rtt(box: Box, count: int = 200) -> list[float]:
     return rtts
 
 
-def decode_alone(box: Box, count: int = 200, idle_s: float = 0.0) -> list[float]:
-    """Batch decode times; with idle_s > 0 each decode follows a pause, as a knob move does (the caches
-    and the core have cooled down: on this machine that alone doubles the time)."""
-    z = torch.randn(box.config.slots, box.model.latent_dim)
+def decode_alone(box: Box, count: int = 200, idle_s: float = 0.0, batch: int = 0) -> list[float]:
+    """Decode times of `batch` points (default: every slot); with idle_s > 0 each decode follows a pause,
+    as a knob move does (the caches and the core have cooled down: on this machine that alone doubles
+    the time)."""
+    z = torch.randn(batch or box.config.slots, box.model.latent_dim)
     times = []
     for _ in range(count):
         time.sleep(idle_s)
@@ -155,6 +157,7 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
         rtt = ping_rtt(box)
         decode = decode_alone(box)
         decode_idle = decode_alone(box, idle_s=0.005)
+        decode_point = decode_alone(box, idle_s=0.005, batch=1)
         knob_box, in_engine, bad_box = measure_moves(box, clock, moves, lambda v: box.performance.knob(0, v))
         client = liblo.Address(HOST, config.listen_port, liblo.UDP)
         osc, _, bad_osc = measure_moves(
@@ -167,8 +170,11 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
         print(row(f"baseline: OSC round trip to Pd ({len(rtt)} pings)", rtt))
         print(row(f"baseline: decode {slots} slots alone, back to back", decode))
         print(row(f"baseline: decode {slots} slots alone, 5 ms apart", decode_idle))
+        print(row("baseline: decode slot 0 alone (batch 1), 5 ms apart", decode_point))
         print(row(f"knob -> Pd /ack of slot 0 ({len(knob_box)} pot moves)", knob_box, base))
-        print(row("  of which: decode inside the engine", in_engine))
+        print(row("  of which: decode of slot 0 inside the engine", in_engine))
+        rest = [k - d for k, d in zip(knob_box, in_engine, strict=True)]
+        print(row("  the rest: wake-up, /grain over UDP, Pd, /ack", rest, base))
         print(row(f"/knob over OSC -> Pd /ack ({len(osc)} moves)", osc, base))
         met = statistics.median(knob_box) < 2 and percentile(knob_box, 99) < 5
         print(f"acks whose checksum differed from the grain sent: {bad_box + bad_osc}; "

@@ -23,7 +23,9 @@ from trainer.commands.baseline import format_table  # noqa: E402
 from trainer.data import load_grains  # noqa: E402
 from trainer.pca import pca_baseline_table  # noqa: E402
 
-NOTES = REPO.parent / "shared" / "datasets" / "timgm6mb-notes"
+DATASETS = REPO.parent / "shared" / "datasets"
+NOTES = DATASETS / "timgm6mb-notes"
+DRUMS = DATASETS / "timgm6mb-drums"
 
 
 def main() -> int:
@@ -35,14 +37,15 @@ def main() -> int:
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}")
     sets = [("synth", "synth (20,000 grains, seed 0)")]
-    if args.notes.is_dir():
-        sets.append((str(args.notes), f"timgm6mb-notes ({args.notes.name}, split by file)"))
-    else:
-        print(f"skipping the instrument notes: {args.notes} is absent (it exists only on our machines)")
+    for folder in (args.notes, DRUMS):
+        if folder.is_dir():
+            sets.append((str(folder), f"{folder.name} (split by file)"))
+        else:
+            print(f"skipping {folder}: it is absent (it exists only on our machines)")
     for data, title in sets:
         started = time.perf_counter()
         gs = load_grains(data, progress=False)
-        rows = pca_baseline_table(gs.train, gs.val, ks)
+        rows = pca_baseline_table(gs.train, gs.val, ks, gs.true_pitch_midi("val"))
         print()
         print(format_table(rows, f"{title}: {len(gs.train):,} train / {len(gs.val):,} validation grains"))
         print(f"({time.perf_counter() - started:.1f} s)")

@@ -121,9 +121,9 @@ class Link:
     def send_model(self, model: Model, slots: int) -> None:
         self._send(liblo.Message("/model", model.sample_rate, model.grain_size, model.latent_dim, slots))
 
-    def send_grains(self, grains: np.ndarray) -> None:
-        """One /grain per slot: slot index, then its G samples as 32-bit floats."""
-        for slot, samples in enumerate(grains):
+    def send_grains(self, grains: np.ndarray, first_slot: int = 0) -> None:
+        """One /grain per slot, from first_slot on: slot index, then its G samples as 32-bit floats."""
+        for slot, samples in enumerate(grains, start=first_slot):
             self.sent_sums[slot].append(float(samples.sum(dtype=np.float64)))
             self._send(liblo.Message("/grain", slot, *samples.tolist()))
             self.grains_sent += 1

@@ -32,10 +32,15 @@ class Recorder:
     def send_model(self, model: Model, slots: int) -> None:
         self.sent.append(("model", (model.grain_size, slots)))
 
-    def send_grains(self, grains: np.ndarray) -> None:
+    def send_grains(self, grains: np.ndarray, first_slot: int = 0) -> None:
         self.inside.set()
         self.gate.wait(30)
-        self.sent.append(("grains", grains.copy()))
+        if first_slot:  # the rest of one decode's slots (slot 0 goes first): one record per decode
+            kind, before = self.sent[-1]
+            assert kind == "grains" and len(before) == first_slot, "slots must arrive in order"
+            self.sent[-1] = ("grains", np.concatenate([before, grains]))
+        else:
+            self.sent.append(("grains", grains.copy()))
 
 
 @pytest.fixture(scope="module")
