@@ -377,5 +377,6 @@ def test_a_factory_anchor_keeps_its_pitch_through_the_patch_and_an_octave_up(tmp
         assert np.sqrt(np.mean(body**2)) > 0.01
         heard[transpose] = measured_pitch(body, out.sample_rate)
     name = model.anchor_names[anchor]
+    print(f"anchor {name!r}: decoded f0 {f0[anchor]:.2f} Hz; heard {heard[0.0]:.2f}, +12 {heard[12.0]:.2f}")
     assert abs(1200 * math.log2(heard[0.0] / f0[anchor])) < 50, (name, f0[anchor], heard)
     assert abs(1200 * math.log2(heard[12.0] / (2 * f0[anchor]))) < 50, (name, f0[anchor], heard)
