@@ -2,14 +2,14 @@
 
     .venv/bin/python bench/demo_sound.py [out/demo.wav]
 
-Reads the demo's recording (Pd's own /record, 44.1 kHz stereo float) and prints, over 46 ms frames
-(2048 samples) of the left channel:
+Reads the demo's recording (Pd's own /record, 44.1 kHz stereo float) and prints, for its left channel:
   - loudness: RMS of the whole take and of its sounding frames (above -60 dBFS), and the peak, in dBFS;
-  - brightness: the median spectral centroid and its 10th-90th percentile range over the sounding frames,
+  - brightness: the median spectral centroid (the white line of out/demo.png, runtime/demo_plot.py) and
+    its 10th-90th percentile range over the sounding frames,
     and the share of the energy above 1 kHz (the old noise decoder's demo was a dark buzz: median 180 Hz,
     under 1 % above 1 kHz);
-  - pitch: the share of sounding frames that are voiced (normalised autocorrelation peak >= 0.8, the
-    metrics' definition, trainer/pitch.py) and the median f0 of those.
+  - pitch: the share of sounding 46 ms frames (2048 samples) that are voiced (normalised autocorrelation
+    peak >= 0.8, the metrics' definition, trainer/pitch.py) and the median f0 of those.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import soundfile
 import torch
 
+from runtime.demo_plot import spectral_centroid, spectrogram
 from trainer.pitch import VOICED_PEAK, grain_pitch
 
 FRAME = 2048
@@ -40,10 +41,11 @@ def analyse(path: Path) -> dict[str, float]:
     sounding = frames[20 * np.log10(np.maximum(rms, 1e-12)) > SOUNDING_DBFS]
     if len(sounding) == 0:
         raise SystemExit(f"{path}: no frame above {SOUNDING_DBFS:g} dBFS: the demo is silent")
-    power = np.abs(np.fft.rfft(sounding * np.hanning(FRAME), axis=1)) ** 2
-    freqs = np.fft.rfftfreq(FRAME, 1 / sr)
-    audible = freqs >= 20
-    centroid = (power[:, audible] * freqs[audible]).sum(1) / power[:, audible].sum(1)
+    # The centroid exactly as out/demo.png draws it (runtime/demo_plot.py), over its sounding frames.
+    _, centroid, frame_rms = spectral_centroid(mono, sr)
+    centroid = centroid[20 * np.log10(np.maximum(frame_rms, 1e-12)) > SOUNDING_DBFS]
+    power = spectrogram(mono) ** 2
+    freqs = np.fft.rfftfreq(2 * (power.shape[1] - 1), 1 / sr)
     f0, peak = grain_pitch(torch.from_numpy(sounding), sample_rate=float(sr))
     voiced = (peak >= VOICED_PEAK).numpy()
     return {
@@ -51,9 +53,9 @@ def analyse(path: Path) -> dict[str, float]:
         "rms_dbfs": db(float(np.sqrt((mono**2).mean()))),
         "sounding_rms_dbfs": db(float(np.sqrt((sounding**2).mean()))),
         "peak_dbfs": db(float(np.abs(audio).max())),
-        "centroid_median_hz": float(np.median(centroid)),
-        "centroid_p10_hz": float(np.percentile(centroid, 10)),
-        "centroid_p90_hz": float(np.percentile(centroid, 90)),
+        "centroid_median_hz": float(np.nanmedian(centroid)),
+        "centroid_p10_hz": float(np.nanpercentile(centroid, 10)),
+        "centroid_p90_hz": float(np.nanpercentile(centroid, 90)),
         "energy_above_1khz": float(power[:, freqs >= 1000].sum() / power.sum()),
         "voiced_share": float(voiced.mean()),
         "voiced_f0_median_hz": float(np.median(f0.numpy()[voiced])) if voiced.any() else float("nan"),

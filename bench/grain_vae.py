@@ -49,6 +49,11 @@ from trainer.pca import pca_baseline_table  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 SETS = {"synth": "synth", "notes": DATASETS / "timgm6mb-notes", "drums": DATASETS / "timgm6mb-drums"}
+def spec(data: str) -> dict:
+    """The data spec every run of the benchmark trains on (train's defaults)."""
+    return {"data": data, "hop": 512, "val_fraction": 0.1, "seed": 0, "synth_grains": 20_000}
+
+
 MODELS = {"harmonic": ["--decoder", "harmonic"], "old noise": ["--decoder", "noise", "--encoder", "conv"]}
 
 
@@ -119,8 +124,7 @@ def main() -> int:
 
     jobs = []
     for name, data in sets.items():
-        load_grainset({"data": data, "hop": 512, "val_fraction": 0.1, "seed": 0, "synth_grains": 20_000},
-                      progress=False)  # fill the cache once, before parallel runs race for it  # fmt: skip
+        load_grainset(spec(data), progress=False)  # fill the cache once, before parallel runs race for it
         for model, options in MODELS.items():
             run = args.out / f"{name}-{model.replace(' ', '-')}-{args.cpu_minutes:g}cpumin"
             jobs.append((name, model, data, run, options))
@@ -142,9 +146,7 @@ def main() -> int:
 
     results: dict[str, list[tuple[str, dict]]] = {}
     for name, data in sets.items():
-        grains = load_grainset(
-            {"data": data, "hop": 512, "val_fraction": 0.1, "seed": 0, "synth_grains": 20_000}, progress=False
-        )
+        grains = load_grainset(spec(data), progress=False)
         val = np.array(grains.val, dtype=np.float32)
         truth = grains.true_pitch_midi("val")
         rows = []

@@ -1,9 +1,10 @@
 """The engine: from control state to latent points to grains, decoded in one worker thread.
 
 The latent point is the current anchor plus one offset per axis knob, each `(2v - 1) * 2 * scales[k] *
-axes[k]` (docs/model-format.md: a knob sweeps the centre +-2 spreads). All N slots are decoded as one
-batch: slot 0 at the point, the others at the point plus fixed random directions in the principal
-subspace, scaled by the spray knob, so the grain cloud has variety and still moves smoothly with the knobs.
+axes[k]` (docs/model-format.md: a knob sweeps the centre +-2 spreads). Slot 0 plays the point and is
+decoded and sent first, on its own; the other N - 1 slots follow as one batch, at the point plus fixed
+random directions in the principal subspace scaled by the spray knob (a pitch coordinate, if the model has
+one, stays put), so the grain cloud has variety and still moves smoothly with the knobs.
 
 Requests coalesce: the worker always decodes the newest state, and states that arrived while it was busy
 are dropped, never queued. A knob swept fast therefore costs at most one decode behind, not a backlog.
