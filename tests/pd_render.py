@@ -116,8 +116,14 @@ def free_port() -> int:
 
 
 def pd_command(patch: Path, batch: bool = True, sample_rate: int = SAMPLE_RATE) -> list[str]:
-    """The Pd command line: headless, no audio device, pd/ on the search path."""
-    cmd = [PD_BINARY, "-nogui", "-noaudio", "-stderr", "-r", str(sample_rate), "-path", str(PD_DIR)]
+    """The Pd command line: headless, no audio device, pd/ on the search path, never real-time.
+
+    -nrt: as root (CI) Pd takes SCHED_FIFO by default, and in -batch it never sleeps. The thread of
+    [writesf~] that opens and writes the WAV then waits behind a real-time spinner on a 2-core machine, and
+    once in a few hundred renders it never ran at all: "Pd rendered 0 of N frames in 120 s", with
+    pd-watchdog signalling in the log. A batch render has no deadline to keep, so it has no business
+    being real-time."""
+    cmd = [PD_BINARY, "-nogui", "-noaudio", "-nrt", "-stderr", "-r", str(sample_rate), "-path", str(PD_DIR)]
     return [*cmd, "-batch", patch.as_posix()] if batch else [*cmd, patch.as_posix()]
 
 
