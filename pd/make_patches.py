@@ -1694,7 +1694,7 @@ def main_patch() -> Patch:
     p.bang(960, y + 134, send="gb_ping_runtime", label="ping")
     # engine
     x0 = 1040
-    p.canvas_rect(x0 - 6, 384, 280, 300, color="#f6f6f6")
+    p.canvas_rect(x0 - 6, 384, 280, 330, color="#f6f6f6")
     p.comment(x0, 390, "ENGINE (open each to see inside)", 36)
     p.obj(x0, 420, "grainbox-params")
     p.obj(x0, 450, "grainbox-osc $1 $2")
@@ -1716,10 +1716,16 @@ def main_patch() -> Patch:
     p.connect(meter_l, 0, ml)
     p.connect(meter_r, 0, mr)
     p.comment(x0 + 160, 650, "dB out", 10)
+    # the output again as main's outlets, so a patch that holds [main] can record or process it
+    out_l = p.obj(x0, 685, "outlet~")
+    out_r = p.obj(x0 + 100, 685, "outlet~")
+    p.connect(outp, 0, out_l)
+    p.connect(outp, 1, out_r)
+    p.comment(x0 + 160, 685, "out (as [main])", 10)
     lb = p.obj(x0 + 190, 455, "loadbang")
     dsp = p.msg(x0 + 190, 485, "; pd dsp 1")
     p.connect(lb, 0, dsp)
-    p.height = 720
+    p.height = 750
     return p
 
 

@@ -8,11 +8,17 @@ How it works (batch mode, faster than real time):
    packet's bytes to ``gb_osc_bytes`` at its time. That receiver feeds the same ``[oscparse]`` as the
    UDP socket, so every check and route of pd/grainbox-osc.pd is exercised (only the socket is skipped:
    Pd does not poll sockets in batch mode; tests/test_pd_osc.py covers the sockets in real time).
-3. The score starts with ``/record 1 <wav>`` and ends with ``/record 0``, and Pd runs with
-   ``pd -nogui -noaudio -batch``: logical time runs as fast as the CPU allows, so a 2 s render takes a
-   fraction of that. [writesf~] finishes the file in its own thread, so the harness waits until the
-   WAV's header shows every frame, then kills Pd. The WAV (32-bit float, stereo, Pd's sample rate)
-   comes back as a numpy array.
+3. Pd runs with ``pd -nogui -noaudio -batch``: logical time runs as fast as the CPU allows, so a 2 s
+   render takes a fraction of that. The driver takes main.pd's two signal outlets (the same signal the
+   patch's /record and dac~ get) into two arrays with [tabwrite~], writes them with [soundfiler] (32-bit
+   float WAV, stereo, Pd's sample rate) and quits; the harness waits for Pd to exit and reads the WAV.
+
+   Why not the patch's own /record ([writesf~])? Its file is opened by a thread of its own, and Pd 0.53
+   loses the take when "stop" reaches that thread before it has opened the file: the header is never
+   finished and nothing is written. In real time that needs a stop within a millisecond or so of the
+   start; in batch mode a 0.3 s render takes a few ms of wall time, so under load it happened ("Pd
+   rendered 0 of N frames": 15 of 40 0.05 s renders with both cores busy). [soundfiler] writes in the
+   main thread, so nothing races. tests/test_pd_osc.py records through /record in real time.
 
 Example::
 
@@ -81,31 +87,47 @@ class Render:
     wall_seconds: float  # how long Pd ran, start to exit
 
 
-def _qlist_text(score: Score, end_ms: float, wav: Path) -> str:
+RENDER_TABLES = ("grainbox-render-left", "grainbox-render-right")
+
+
+def _qlist_text(score: Score, save_ms: float) -> str:
     """[qlist] text: each line waits its delta in ms, then sends its message (OSC packets as bytes to
-    gb_osc_bytes)."""
-    first, last = Score(), Score()
-    first.add(0.0, "/record", 1, str(wav))
-    last.add(end_ms, "/record", 0, "")
-    events = [*first.events, *sorted(score.events, key=lambda e: e[0]), *last.events]
+    gb_osc_bytes); the last one tells the driver to save the recording and quit."""
     lines, now = [], 0.0
-    for at, message in events:
+    for at, message in sorted(score.events, key=lambda e: e[0]):
         lines.append(f"{at - now:g} {message};")
         now = at
-    lines.append("0 pd dsp 0;")  # the harness kills Pd once [writesf~]'s thread has closed the file
+    lines.append(f"{max(save_ms - now, 0.0):g} grainbox-render-save bang;")
     return "\n".join(lines) + "\n"
 
 
-def driver_patch(qlist: Path, pd_port: int, runtime_port: int) -> str:
-    """A patch that holds main.pd (as an abstraction) and plays the qlist once it has loaded."""
+def driver_patch(qlist: Path, wav: Path, frames: int, pd_port: int, runtime_port: int) -> str:
+    """A patch that holds main.pd (as an abstraction), records its two outlets into `frames`-long arrays
+    from load time on, plays the qlist, and on grainbox-render-save writes the WAV and quits Pd."""
+    left, right = RENDER_TABLES
     return (
-        "#N canvas 0 0 450 200 12;\n"
-        f"#X obj 20 20 main {pd_port} {runtime_port};\n"
-        "#X obj 20 60 loadbang;\n"
-        f"#X msg 20 90 read {qlist} \\, bang;\n"
-        "#X obj 20 120 qlist;\n"
+        "#N canvas 0 0 700 300 12;\n"
+        f"#X obj 20 20 main {pd_port} {runtime_port};\n"  # 0
+        "#X obj 20 60 loadbang;\n"  # 1
+        f"#X msg 20 90 read {qlist} \\, bang;\n"  # 2
+        "#X obj 20 120 qlist;\n"  # 3
+        f"#X obj 300 90 tabwrite~ {left};\n"  # 4
+        f"#X obj 300 120 tabwrite~ {right};\n"  # 5
+        f"#X obj 300 20 table {left} {frames};\n"  # 6
+        f"#X obj 300 50 table {right} {frames};\n"  # 7
+        "#X obj 20 160 r grainbox-render-save;\n"  # 8
+        f"#X msg 20 190 write -bytes 4 {wav} {left} {right};\n"  # 9
+        "#X obj 20 220 soundfiler;\n"  # 10
+        "#X msg 20 250 \\; pd quit;\n"  # 11
+        "#X connect 0 0 4 0;\n"
+        "#X connect 0 1 5 0;\n"
+        "#X connect 1 0 4 0;\n"
+        "#X connect 1 0 5 0;\n"
         "#X connect 1 0 2 0;\n"
         "#X connect 2 0 3 0;\n"
+        "#X connect 8 0 9 0;\n"
+        "#X connect 9 0 10 0;\n"
+        "#X connect 10 0 11 0;\n"
     )
 
 
@@ -118,11 +140,8 @@ def free_port() -> int:
 def pd_command(patch: Path, batch: bool = True, sample_rate: int = SAMPLE_RATE) -> list[str]:
     """The Pd command line: headless, no audio device, pd/ on the search path, never real-time.
 
-    -nrt: as root (CI) Pd takes SCHED_FIFO by default, and in -batch it never sleeps. The thread of
-    [writesf~] that opens and writes the WAV then waits behind a real-time spinner on a 2-core machine, and
-    once in a few hundred renders it never ran at all: "Pd rendered 0 of N frames in 120 s", with
-    pd-watchdog signalling in the log. A batch render has no deadline to keep, so it has no business
-    being real-time."""
+    -nrt: as root (CI) Pd would take SCHED_FIFO, and in -batch it never sleeps; a batch render has no
+    deadline to keep, so it has no business starving the rest of the machine."""
     cmd = [PD_BINARY, "-nogui", "-noaudio", "-nrt", "-stderr", "-r", str(sample_rate), "-path", str(PD_DIR)]
     return [*cmd, "-batch", patch.as_posix()] if batch else [*cmd, patch.as_posix()]
 
@@ -133,29 +152,27 @@ def render(score: Score, seconds: float, workdir: Path, timeout: float = 120.0,
     workdir.mkdir(parents=True, exist_ok=True)
     wav, qlist, patch = workdir / "render.wav", workdir / "score.txt", workdir / "driver.pd"
     wav.unlink(missing_ok=True)
-    qlist.write_text(_qlist_text(score, seconds * 1000.0, wav))
-    patch.write_text(driver_patch(qlist, free_port(), free_port()))
+    frames = round(seconds * sample_rate)
+    # save two blocks after the arrays are full: [tabwrite~] fills them a 64-sample block at a time
+    qlist.write_text(_qlist_text(score, (frames + 2 * 64) * 1000.0 / sample_rate))
+    patch.write_text(driver_patch(qlist, wav, frames, free_port(), free_port()))
     log_path = workdir / "pd.log"
-    expected = int(seconds * sample_rate) - 2 * 64  # /record 0 lands within a block of the end
     start = time.monotonic()
     with log_path.open("w") as log:
         proc = subprocess.Popen(pd_command(patch, sample_rate=sample_rate), stdout=log,
                                 stderr=subprocess.STDOUT, cwd=workdir)
     try:
-        # [writesf~] writes and closes the file in its own thread; its header holds the frame count
-        # only once it is closed, so wait for that rather than for Pd's logical time
-        while recorded_frames(wav) < expected and proc.poll() is None:
-            if time.monotonic() - start > timeout:
-                raise TimeoutError(f"Pd rendered {recorded_frames(wav)} of {expected} frames in {timeout} s")
-            time.sleep(0.005)
-        wall = time.monotonic() - start
-    finally:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+        raise TimeoutError(f"Pd did not finish a {seconds} s render in {timeout} s:\n"
+                           f"{log_path.read_text()[-3000:]}") from None
+    wall = time.monotonic() - start
     log_text = log_path.read_text()
-    if recorded_frames(wav) < expected:
-        raise RuntimeError(f"Pd stopped early (exit {proc.returncode}), {recorded_frames(wav)} of "
-                           f"{expected} frames in {wav}:\n{log_text[-3000:]}")
+    if recorded_frames(wav) != frames:
+        raise RuntimeError(f"Pd exited ({proc.returncode}) with {recorded_frames(wav)} of {frames} frames "
+                           f"in {wav}:\n{log_text[-3000:]}")
     audio, sr = soundfile.read(wav, dtype="float32", always_2d=True)
     return Render(audio=audio, sample_rate=sr, log=log_text, wall_seconds=wall)
 

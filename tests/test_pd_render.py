@@ -1,14 +1,17 @@
 """The granular engine in pd/main.pd, rendered by the real Pd in batch mode (tests/pd_render.py).
 
-Each test plays a score of OSC messages (serialised by pyliblo3) into the patch and analyses the WAV the
-patch recorded through its own /record. Reverb is off unless a test is about it, so the output is the
-grains alone.
+Each test plays a score of OSC messages (serialised by pyliblo3) into the patch and analyses the WAV
+recorded from main.pd's outlets (the signal its /record and dac~ get). Reverb is off unless a test is
+about it, so the output is the grains alone.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,25 @@ from tests.pd_render import Score, osc_bytes, render, sine
 pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="needs Pd (apt: puredata-core)")
 
 MODEL_SR, GRAIN = 22050, 1024
+
+
+def test_short_renders_keep_every_frame_with_the_cpu_busy(tmp_path: Path) -> None:
+    """Forty 20 ms renders while every core is kept busy: each comes back whole.
+
+    Renders once went through the patch's [writesf~], whose file is opened by a thread of its own; in batch
+    mode a short render could end before that thread had opened the file, and Pd 0.53 then loses the take
+    ("Pd rendered 0 of N frames", 15 of 40 0.05 s renders with both cores busy). The harness now records
+    with [tabwrite~] and writes with [soundfiler] in Pd's main thread."""
+    spin = [sys.executable, "-c", "while True: pass"]
+    spinners = [subprocess.Popen(spin) for _ in range(min(os.cpu_count() or 1, 4))]
+    try:
+        for k in range(40):  # an empty score: the shorter the render, the likelier the race was
+            out = render(Score(), 0.02, tmp_path / str(k), timeout=60)
+            assert out.audio.shape == (round(0.02 * out.sample_rate), 2), k
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 def base_score(**params: float) -> Score:
