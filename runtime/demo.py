@@ -142,18 +142,28 @@ def free_udp_port() -> int:
 # ------------------------------------------------------------------------------------------------- Pd
 
 
-def wrapper_patch(pd_port: int, runtime_port: int) -> str:
-    """A one-object patch holding main.pd as [main pd_port runtime_port]: headless Pd with chosen ports."""
-    return f"#N canvas 0 0 300 100 12;\n#X obj 20 20 main {pd_port} {runtime_port};\n"
+def pd_escape(text: str) -> str:
+    """text as one Pd atom: spaces, commas, semicolons and dollars escaped with a backslash."""
+    return "".join("\\" + c if c in " ,;$" else c for c in text)
+
+
+def wrapper_patch(pd_port: int, runtime_port: int, record_dir: Path) -> str:
+    """A patch holding main.pd as [main pd_port runtime_port] (headless Pd with chosen ports) that names
+    the recordings folder on load: OSC /record only picks a file name in it."""
+    return (f"#N canvas 0 0 300 100 12;\n#X obj 20 20 main {pd_port} {runtime_port};\n"
+            "#X obj 20 50 loadbang;\n"
+            f"#X msg 20 80 \\; gb_record_dir {pd_escape(str(record_dir))};\n"
+            "#X connect 1 0 2 0;\n")
 
 
 def pd_command(pd: str, options: Options, audio: bool, pd_port: int, runtime_port: int) -> list[str]:
     sound = [] if audio else ["-noaudio"]
     common = [pd, *sound, "-r", str(SAMPLE_RATE), "-path", str(PD_DIR)]
     if options.gui:  # the real main.pd window; its [grainbox-osc] takes the ports from `gb_ports`
-        return [*common, "-open", str(PD_DIR / "main.pd"), "-send", f"gb_ports {pd_port} {runtime_port}"]
+        return [*common, "-open", str(PD_DIR / "main.pd"), "-send", f"gb_ports {pd_port} {runtime_port}",
+                "-send", f"gb_record_dir {pd_escape(str(options.wav.parent.resolve()))}"]
     patch = options.work / "demo.pd"
-    patch.write_text(wrapper_patch(pd_port, runtime_port))
+    patch.write_text(wrapper_patch(pd_port, runtime_port, options.wav.parent.resolve()))
     return [*common, "-nogui", "-open", str(patch)]
 
 
@@ -198,10 +208,11 @@ def pd_log_tail(options: Options, lines: int = 15) -> str:
 
 
 def send_record(pd_port: int, on: bool, path: Path | None = None) -> None:
-    """OSC /record to Pd (docs/osc.md): on=1 starts writing `path`, on=0 closes the file."""
+    """OSC /record to Pd (docs/osc.md): on=1 starts writing `path`, on=0 closes the file. Pd takes only
+    the file name: its recordings folder was set to path's folder when it started (gb_record_dir)."""
     import pyliblo3 as liblo
 
-    liblo.send(liblo.Address(HOST, pd_port, liblo.UDP), "/record", 1 if on else 0, str(path or ""))
+    liblo.send(liblo.Address(HOST, pd_port, liblo.UDP), "/record", 1 if on else 0, path.name if path else "")
 
 
 def wav_is_closed(path: Path) -> bool:

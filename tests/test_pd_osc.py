@@ -50,7 +50,7 @@ def pd_link(tmp_path: Path) -> Iterator[OscPeer]:
     """A running patch on free ports and a runtime peer that has seen it answer a /ping."""
     pd_port, runtime_port = free_udp_port(), free_udp_port()
     runtime = OscPeer(runtime_port=pd_port, port=runtime_port)
-    proc = start_pd(tmp_path, pd_port, runtime_port)
+    proc = start_pd(tmp_path, pd_port, runtime_port, f"gb_record_dir {tmp_path}")
     try:
         ready = None
         for attempt in range(60):  # poll: Pd takes a moment to load and bind
@@ -137,8 +137,8 @@ def test_malformed_messages_over_udp_are_dropped_and_pd_plays_on(pd_link: OscPee
         raw.sendto(b"\xff\x00 garbage", (HOST, pd_link.runtime_port))
     pd_link.send("/ping", 99)
     assert pd_link.wait_for(lambda: pd_link.first("/pong", [99])), "Pd stopped answering"
-    wav = tmp_path / "after.wav"
-    pd_link.send("/record", 1, str(wav))
+    wav = tmp_path / "after.wav"  # the recordings folder is tmp_path (gb_record_dir, see pd_link)
+    pd_link.send("/record", 1, wav.name)
     time.sleep(1.0)  # real time: Pd records one second of what it plays
     pd_link.send("/record", 0, "")
     pd_link.send("/ping", 100)
@@ -149,6 +149,36 @@ def test_malformed_messages_over_udp_are_dropped_and_pd_plays_on(pd_link: OscPee
     audio, _ = soundfile.read(wav, dtype="float32")
     assert np.isfinite(audio).all()
     assert np.sqrt(np.mean(audio**2)) > 0.01, "Pd went silent after malformed messages"
+
+
+def test_record_writes_plain_names_into_the_recordings_folder_only(pd_link: OscPeer, tmp_path: Path) -> None:
+    """Any local sender can say /record: it may only name a file in the folder Pd was given."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "sub").mkdir(parents=True)
+    escape = f"escape-{tmp_path.name}.wav"  # "../" from the recordings folder would land beside tmp_path
+    refused = [str(elsewhere / "absolute.wav"), f"../{escape}", "elsewhere/sub.wav", ".hidden.wav",
+               "x" * 70 + ".wav", "tab\tname.wav", ""]
+    for name in refused:
+        pd_link.send("/record", 1, name)
+        pd_link.send("/record", 0, "")
+    pd_link.send("/record", 2, "two.wav")
+    pd_link.send("/record", 1, "take.wav")
+    time.sleep(0.5)  # real time: Pd records half a second
+    pd_link.send("/record", 0, "")
+    pd_link.send("/ping", 7)
+    assert pd_link.wait_for(lambda: pd_link.first("/pong", [7]))
+    take = tmp_path / "take.wav"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (take.exists() and soundfile.info(str(take)).frames > 0):
+        time.sleep(0.05)
+    assert soundfile.info(str(take)).frames > 0.3 * 44100
+    written = sorted(q.relative_to(tmp_path).as_posix() for q in tmp_path.rglob("*.wav"))
+    assert written == ["take.wav"], written
+    assert not (tmp_path.parent / escape).exists()
+    assert not list((REPO / "pd").glob("*.wav")) and not (REPO / escape).exists()  # relative to the patch
+    log = (tmp_path / "pd.log").read_text()
+    assert log.count("grainbox: dropped record name must be a plain file name") == len(refused), log
+    assert log.count("grainbox: dropped record on must be 0 or 1") == 1, log
 
 
 def test_hello_and_the_gui_s_knobs_and_keys_reach_the_runtime(tmp_path: Path) -> None:

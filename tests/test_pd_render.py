@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -247,6 +248,37 @@ def test_malformed_messages_are_dropped_and_the_patch_plays_on(tmp_path: Path) -
     assert out.log.count("grainbox: dropped") == len(bad) - 1, out.log
     assert out.log.count("grainbox: dropped non-finite float") == 3, out.log
     assert "oscparse: not an OSC message" in out.log
+
+
+def test_a_flood_of_bad_packets_is_counted_exactly_in_a_few_log_lines(tmp_path: Path) -> None:
+    """500 bad messages in one second: 20 lines, then one a second that says how many more."""
+    score = base_score()
+    for k in range(500):
+        score.add_raw(100 + 2 * k, osc_bytes("/param", "no_such_param", float(k)))
+    out = render(score, 2.5, tmp_path)
+    lines = [line for line in out.log.splitlines() if line.startswith("grainbox: dropped")]
+    summaries = [line for line in lines if " more in the last second" in line]
+    assert len(lines) - len(summaries) == 20, out.log
+    assert 1 <= len(summaries) <= 2, out.log
+    more = sum(int(line.split()[2]) for line in summaries)
+    assert 20 + more == 500, out.log
+    assert summaries[-1].endswith("latest param unknown name"), summaries
+
+
+def test_an_oversize_packet_is_dropped_before_it_is_parsed(tmp_path: Path) -> None:
+    """A packet longer than any message the model allows never reaches the byte scan or [oscparse]."""
+    score = base_score(density=60, duration=50)
+    fill_slots(score, [noise(k) for k in range(8)])
+    n = 15000  # 60 KB, packed by hand: liblo refuses to send a message this long (grain size is 1024)
+    tags = (",i" + "f" * n).encode() + b"\0"
+    big = b"/grain\0\0" + tags + bytes(-len(tags) % 4) + struct.pack(f">i{n}f", 0, *([0.25] * n))
+    score.add_raw(200, big)
+    score.add_raw(210, bytes(65000))  # zeros: not even OSC
+    out = render(score, 1.0, tmp_path)
+    assert f"grainbox: dropped oversize packet {len(big)} bytes" in out.log, out.log
+    assert "grainbox: dropped oversize packet 65000 bytes" in out.log, out.log
+    assert "oscparse" not in out.log, out.log  # [oscparse] never saw them
+    assert np.sqrt(np.mean(out.audio[int(0.5 * out.sample_rate) :] ** 2)) > 0.01, "the patch went quiet"
 
 
 def test_stealing_the_oldest_voice_does_not_click(tmp_path: Path) -> None:
