@@ -1,7 +1,7 @@
 """How fast the Pd patch renders: real-time factor in batch mode (`pd -batch`), 32 and 8 voices.
 
 Each row renders SECONDS of audio through pd/main.pd with the render harness of tests/pd_render.py
-(OSC messages serialised by pyliblo3, injected at their times, output recorded by the patch's /record)
+(OSC messages serialised by pyliblo3, injected at their times, main.pd's output recorded by the harness)
 and divides the audio's length by the wall-clock time Pd took. The goal for the Raspberry Pi is >= 20x
 (under 5% of one core). The idle row (no grains) is the baseline measured in the same run: the cost of
 the patch's fixed parts (filter, reverb, limiter, recorder) without any voice. The last row leaves the

@@ -269,7 +269,7 @@ def test_an_oversize_packet_is_dropped_before_it_is_parsed(tmp_path: Path) -> No
     """A packet longer than any message the model allows never reaches the byte scan or [oscparse]."""
     score = base_score(density=60, duration=50)
     fill_slots(score, [noise(k) for k in range(8)])
-    n = 15000  # 60 KB, packed by hand: liblo refuses to send a message this long (grain size is 1024)
+    n = 12000  # 60 KB, packed by hand: liblo refuses to send a message this long (grain size is 1024)
     tags = (",i" + "f" * n).encode() + b"\0"
     big = b"/grain\0\0" + tags + bytes(-len(tags) % 4) + struct.pack(f">i{n}f", 0, *([0.25] * n))
     score.add_raw(200, big)
