@@ -26,6 +26,10 @@ umask 022
 
 STATUS_FRESH_S=6     # the runtime rewrites status.json at least every 2 s; older means it is not running
 LOCK_WAIT_S=15       # how long a flash waits for another one on the same box to finish
+# A live flash writes its pid in the command right after the lock's mkdir, microseconds later; 10 s is
+# far beyond any stall of a loaded Pi's SD card there, and shorter than LOCK_WAIT_S, so a flash that
+# meets a pid-less lock waits it out and proceeds instead of reporting busy.
+LOCK_NOPID_S=10
 WHITESPACE=$(printf ' \t\n_'); WHITESPACE=${WHITESPACE%_}
 
 say() { printf 'info %s\n' "$*"; }
@@ -73,14 +77,35 @@ restore_link() {  # restore_link NAME OLD_TARGET: as set_link, or remove NAME if
     if [ -n "$2" ]; then set_link "$1" "$2"; else rm -f "$MODELS/$1"; fi
 }
 
-# One flash at a time per box: a lock directory holding the owner's pid. A lock whose owner is gone was
-# left by an interrupted flash and is taken over.
+# The kernel's id of this boot (empty where there is none): a pid is only meaningful within one boot.
+boot_id() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || true; }
+
+# Whether the lock directory was left by a flash that can no longer be running: its owner's pid is dead,
+# or was recorded in an earlier boot (after a power cut the number may belong to any live process), or
+# the pid never reached the disk (power cut between mkdir and the pid write, or a pid file the crash
+# left empty) and the lock is older than LOCK_NOPID_S or dated in the future (a Pi has no clock battery:
+# it boots at the last saved time, earlier than the lock's, and steps later).
+lock_is_stale() {
+    _owner=$(cat "$LOCK/pid" 2>/dev/null || true)
+    _boot=$(cat "$LOCK/boot" 2>/dev/null || true)
+    if [ -n "$_owner" ]; then
+        [ -n "$_boot" ] && [ "$_boot" != "$(boot_id)" ] && return 0
+        ! kill -0 "$_owner" 2>/dev/null
+        return
+    fi
+    _mtime=$(stat -c %Y "$LOCK" 2>/dev/null) || return 1   # gone meanwhile: just retry mkdir
+    _age=$(( $(date +%s) - _mtime ))
+    [ "$_age" -gt "$LOCK_NOPID_S" ] || [ "$_age" -lt 0 ]
+}
+
+# One flash at a time per box: a lock directory holding the owner's boot id and pid (written right
+# after the mkdir). A lock left by an interrupted flash (lock_is_stale) is taken over.
 take_lock() {
     LOCK="$MODELS/.flash.lock"
     _waited=0
     while ! mkdir "$LOCK" 2>/dev/null; do
-        _owner=$(cat "$LOCK/pid" 2>/dev/null || echo "")
-        if [ -n "$_owner" ] && ! kill -0 "$_owner" 2>/dev/null; then
+        if lock_is_stale; then
+            say "taking over a lock left by an interrupted flash (pid ${_owner:-none written})"
             rm -rf "$LOCK"; continue
         fi
         if [ "$_waited" -ge "$LOCK_WAIT_S" ]; then
@@ -89,6 +114,7 @@ take_lock() {
         fi
         sleep 1; _waited=$((_waited + 1))
     done
+    boot_id >"$LOCK/boot"
     echo $$ >"$LOCK/pid"
 }
 

@@ -171,6 +171,57 @@ def test_rollback_returns_to_the_previous_model(
     assert read_status(box)["model_sha256"] == sha256_of(models["old"])
 
 
+def leave_lock(box: Path, pid: str | None = None, boot: str | None = None, age_s: float = 0) -> Path:
+    """The lock a flash leaves on the box when the power goes (models/.flash.lock), `age_s` seconds old."""
+    lock = box / "models" / ".flash.lock"
+    lock.mkdir()
+    if boot is not None:
+        (lock / "boot").write_text(boot + "\n")
+    if pid is not None:
+        (lock / "pid").write_text(pid + "\n")
+    then = time.time() - age_s
+    for path in [*lock.iterdir(), lock]:
+        os.utime(path, (then, then))
+    return lock
+
+
+def this_boot() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+@pytest.mark.parametrize("pid_file", ["missing", "empty"])
+def test_old_lock_without_a_pid_is_taken_over(
+        sshd: Sshd, box: Path, models: dict[str, Path], pid_file: str) -> None:
+    # The power went between the lock's mkdir and its pid write (or before the pid reached the disk).
+    lock = leave_lock(box, pid=None if pid_file == "missing" else "", age_s=3600)
+    started = time.monotonic()
+    result = flash(*over_ssh(sshd, box, "--no-wait", models["new"], sshd.target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 10, "the flash waited for a lock nobody holds"
+    assert link(box, "current") == box_file_name(models["new"], "new-sound")
+    assert not lock.exists(), "the taken-over lock was not released"
+
+
+def test_lock_whose_pid_was_written_in_an_earlier_boot_is_taken_over(
+        sshd: Sshd, box: Path, models: dict[str, Path]) -> None:
+    # After a power cut the old pid can belong to a live, unrelated process: here, this test's own.
+    lock = leave_lock(box, pid=str(os.getpid()), boot="00000000-0000-0000-0000-000000000000", age_s=60)
+    result = flash(*over_ssh(sshd, box, "--no-wait", models["new"], sshd.target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert link(box, "current") == box_file_name(models["new"], "new-sound")
+    assert not lock.exists()
+
+
+def test_lock_of_a_live_flash_is_respected(sshd: Sshd, box: Path, models: dict[str, Path]) -> None:
+    # Its pid is alive in this boot: however old the lock, the flash waits and then says busy.
+    leave_lock(box, pid=str(os.getpid()), boot=this_boot(), age_s=3600)
+    before = snapshot(box)
+    result = flash(*over_ssh(sshd, box, "--no-wait", models["new"], sshd.target))
+    assert result.returncode == 1
+    assert "another flash is in progress on this box" in result.stdout
+    assert snapshot(box) == before
+
+
 def test_fleet_flash_updates_two_boxes_and_prints_a_table(tmp_path: Path, models: dict[str, Path]) -> None:
     roots = [tmp_path / "box-a", tmp_path / "box-b"]
     for root in roots:
