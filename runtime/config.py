@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.text import excerpt, shown_name
+
 REPO = Path(__file__).resolve().parent.parent
 FACTORY_MODEL = REPO / "models" / "factory.ts"
 DEFAULT_STATE_DIR = Path("~/.local/state/grainbox")
@@ -163,7 +165,7 @@ def parse_config(data: dict[str, Any], where: str = "box.toml", base_dir: Path |
     for section, table in data.items():
         if section not in SCHEMA:
             raise ConfigError(
-                f"{where}: unknown section [{section}]; accepted sections: "
+                f"{where}: unknown section [{shown_name(section)}]; accepted sections: "
                 + ", ".join(f"[{s}]" for s in SCHEMA)
             )
         if not isinstance(table, dict):
@@ -171,14 +173,15 @@ def parse_config(data: dict[str, Any], where: str = "box.toml", base_dir: Path |
         for key, raw in table.items():
             if key not in SCHEMA[section]:
                 raise ConfigError(
-                    f"{where}: [{section}] has no key `{key}`; accepted keys: " + ", ".join(SCHEMA[section])
+                    f"{where}: [{section}] has no key {_key(key)}; accepted keys: "
+                    + ", ".join(SCHEMA[section])
                 )
             name, check = SCHEMA[section][key]
             try:
                 value = check(raw)
             except _Rejected as e:
                 raise ConfigError(
-                    f"{where}: [{section}] {key} = {raw!r} is not accepted; expected {e}"
+                    f"{where}: [{section}] {key} = {excerpt(raw)} is not accepted; expected {e}"
                 ) from None
             if name.startswith("pot"):
                 pots[int(name[3:]) - 1] = value
@@ -196,7 +199,7 @@ def load_config(path: Path | None, overrides: argparse.Namespace | None = None) 
         config = _resolve_paths(Config(), Path.cwd())
     else:
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise ConfigError(
                 f"config file {path} does not exist; copy deploy/box.toml there or drop "
@@ -204,12 +207,39 @@ def load_config(path: Path | None, overrides: argparse.Namespace | None = None) 
             ) from None
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        text = _utf8_text(raw, path)
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path} is not valid TOML: {e}") from None
+        except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+            raise ConfigError(
+                f"{path} nests arrays or tables too deeply to read; box.toml holds [sections] of plain "
+                f"values: start again from deploy/box.toml"
+            ) from None
         config = parse_config(data, str(path), path.parent)
     return _apply_overrides(config, overrides)
+
+
+def _key(key: str) -> str:
+    return f"`{key}`" if shown_name(key) == key else excerpt(key)
+
+
+def _utf8_text(raw: bytes, path: Path) -> str:
+    """The file's text; a binary or non-UTF-8 file is refused naming where it goes wrong."""
+    if b"\0" in raw:
+        raise ConfigError(
+            f"{path} is not a text file (a NUL byte at offset {raw.index(0)}); box.toml is UTF-8 text: "
+            f"copy deploy/box.toml there and edit that"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}); TOML files are UTF-8: "
+            f"save it as UTF-8 in your editor"
+        ) from None
 
 
 def _apply_overrides(config: Config, args: argparse.Namespace | None) -> Config:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.atomic import TEMP_PREFIX, remove_stale_temps, write_json_atomic
+from runtime.text import excerpt
 
 FORMAT = 1
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -82,7 +83,7 @@ class PresetStore:
         name = name or self.next_name()
         if not NAME.match(name):
             raise PresetError(
-                f"preset name {name!r} is not allowed; use up to 64 letters, digits, space, _ . -"
+                f"preset name {excerpt(name)} is not allowed; use up to 64 letters, digits, space, _ . -"
             )
         document = {
             "format": FORMAT,
@@ -98,11 +99,16 @@ class PresetStore:
         path = self.folder / f"{name}.json"
         if not NAME.match(name) or not path.is_file():
             known = ", ".join(self.names()) or "none saved yet"
-            raise PresetError(f"no preset named {name!r} in {self.folder} (presets: {known})")
+            raise PresetError(f"no preset named {excerpt(name)} in {self.folder} (presets: {known})")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_bytes().decode("utf-8"))
             if data.get("format") != FORMAT:
-                raise ValueError(f"format {data.get('format')!r}, this runtime reads format {FORMAT}")
+                raise ValueError(f"format {excerpt(data.get('format'))}, this runtime reads format {FORMAT}")
             return ControlState.from_json(data)
+        except UnicodeDecodeError as e:
+            problem = f"it is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+        except RecursionError:  # json parses nested arrays and objects recursively
+            problem = "it nests JSON too deeply (a preset is one flat object)"
         except (ValueError, AttributeError, OSError) as e:
-            raise PresetError(f"preset {path} cannot be recalled: {e}; save it again or delete it") from None
+            problem = str(e)
+        raise PresetError(f"preset {path} cannot be recalled: {problem}; save it again or delete it")

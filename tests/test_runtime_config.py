@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -101,3 +103,56 @@ def test_missing_and_malformed_files_are_clear(tmp_path: Path) -> None:
     bad.write_text("[osc\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (bytes(range(256)), ["is not a text file", "UTF-8"]),
+        ("[osc]\n# caf\xe9\n".encode("latin-1"), ["is not UTF-8 text", "line 2", "save it as UTF-8"]),
+        (("x = " + "[" * 5000 + "]" * 5000).encode(), ["nests arrays or tables too deeply", "box.toml"]),
+        (("x = " + "{a = " * 5000 + "1" + "}" * 5000).encode(), ["nests arrays or tables too deeply"]),
+    ],
+    ids=["binary", "latin-1", "deep-array", "deep-inline-table"],
+)
+def test_a_file_that_is_not_readable_toml_is_one_line_naming_it(
+        tmp_path: Path, content: bytes, words: list[str]) -> None:
+    path = tmp_path / "box.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert message.startswith(str(path)) and "\n" not in message, message
+    for w in words:
+        assert w in message, message
+
+
+@pytest.mark.parametrize(
+    ("toml", "excerpt"),
+    [
+        ('[model]\npoll_interval = "' + "x" * 100_000 + '"', "poll_interval = 'xxxx"),
+        ("[model]\npoll_interval = [" + "1, " * 30_000 + "1]", "poll_interval = [1, 1, 1"),
+        ("[model]\n" + "k" * 100_000 + " = 1", "has no key 'kkkk"),
+        ('[model]\n"two\\nlines" = 1', "has no key 'two\\nlines'"),
+        ("[" + "s" * 100_000 + "]", "unknown section ['ssss"),
+    ],
+    ids=["long-string", "long-array", "long-key", "key-with-a-newline", "long-section"],
+)
+def test_a_bad_value_is_quoted_as_a_short_one_line_excerpt(tmp_path: Path, toml: str, excerpt: str) -> None:
+    path = tmp_path / "box.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert excerpt in message, message[:300]
+    assert "\n" not in message and len(message) < len(str(path)) + 250, f"{len(message)}: {message[:300]}"
+
+
+def test_the_runtime_says_one_line_about_a_binary_config_and_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "box.toml"
+    path.write_bytes(b"\x00\xff" * 5000)
+    result = subprocess.run([sys.executable, "-m", "runtime", "run", "--config", str(path)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(path) in result.stderr and "is not a text file" in result.stderr

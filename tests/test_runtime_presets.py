@@ -47,6 +47,36 @@ def test_a_damaged_preset_is_refused_naming_the_file(tmp_path: Path, content: st
     assert str(tmp_path / "bad.json") in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"[" * 100_000, "nests JSON too deeply"),
+        (b'{"knobs": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nests JSON too deeply"),
+        (bytes(range(256)), "not UTF-8 text"),
+        (json.dumps({"format": "x" * 100_000}).encode(), "format 'xxxx"),
+    ],
+    ids=["deep-array", "deep-inside-an-object", "binary", "huge-format-value"],
+)
+def test_an_unreadable_preset_is_one_short_line_naming_the_file(
+        tmp_path: Path, content: bytes, words: str) -> None:
+    store = PresetStore(tmp_path)
+    (tmp_path / "bad.json").write_bytes(content)
+    with pytest.raises(PresetError) as e:
+        store.load("bad")
+    message = str(e.value)
+    assert words in message and str(tmp_path / "bad.json") in message, message[:300]
+    assert "\n" not in message and len(message) < len(str(tmp_path)) + 200, f"{len(message)}: {message[:300]}"
+
+
+def test_a_huge_preset_name_is_quoted_as_a_short_excerpt(tmp_path: Path) -> None:
+    store = PresetStore(tmp_path)
+    for attempt in (lambda: store.load("x" * 100_000), lambda: store.save(OLD, "x" * 100_000)):
+        with pytest.raises(PresetError) as e:
+            attempt()
+        assert "'xxxx" in str(e.value) and "…" in str(e.value)
+        assert len(str(e.value)) < len(str(tmp_path)) + 200, len(str(e.value))
+
+
 def test_unknown_and_unsafe_names_are_refused(tmp_path: Path) -> None:
     store = PresetStore(tmp_path)
     with pytest.raises(PresetError, match="no preset named 'nope'"):
