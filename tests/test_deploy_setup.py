@@ -112,11 +112,82 @@ def test_units_restart_are_ordered_hardened_and_can_write_the_box_state() -> Non
     assert "grainbox-pd.service" in runtime["After"][0]
     assert pd["LimitRTPRIO"] and pd["LimitMEMLOCK"] == ["infinity"]
     assert re.search(r"/usr/bin/pd -nogui .*-rt .*-alsa .*main\.pd$", pd["ExecStart"][0])
-    # Under ProtectSystem=strict the runtime writes only where box.toml says the model and state live.
+    # Under ProtectSystem=strict the runtime writes only its state; the models it reads are read-only.
     config = tomllib.loads((DEPLOY / "box.toml").read_text())
-    writable = runtime["ReadWritePaths"][0].split()
-    assert config["state"]["dir"] in writable
-    assert str(Path(config["model"]["path"]).parent) in writable
+    assert runtime["ReadWritePaths"][0].split() == [config["state"]["dir"]]
+    assert runtime["ReadOnlyPaths"][0].split() == [str(Path(config["model"]["path"]).parent)]
+
+
+def test_runtime_and_pd_units_take_udp_from_loopback_only_and_keep_no_capabilities() -> None:
+    for name in ("grainbox-pd.service", "grainbox-runtime.service"):
+        unit = unit_settings(DEPLOY / "systemd" / name)
+        assert unit["IPAddressDeny"] == ["any"] and unit["IPAddressAllow"] == ["localhost"], name
+        assert unit["CapabilityBoundingSet"] == [""], name
+        # -rt (Pd) and the knobs (runtime) need the sound card, SPI and GPIO: no device allow-list,
+        # which ProtectClock= or PrivateDevices= would impose.
+        assert not {"ProtectClock", "PrivateDevices", "DeviceAllow", "DevicePolicy"} & set(unit), name
+
+
+GOVERNOR = DEPLOY / "systemd" / "grainbox-cpu-governor.service"
+
+
+def test_cpu_governor_unit_is_sandboxed_to_the_cpufreq_files() -> None:
+    unit = unit_settings(GOVERNOR)
+    assert "User" not in unit, "the governor files are root's: the unit runs as root, with no capability"
+    assert unit["CapabilityBoundingSet"] == [""] and unit["NoNewPrivileges"] == ["yes"]
+    assert unit["ProtectSystem"] == ["strict"] and unit["ProtectKernelTunables"] == ["yes"]
+    assert unit["ReadWritePaths"] == ["/sys/devices/system/cpu"]
+    assert re.search(r"/sys/devices/system/cpu/cpu\*/cpufreq/scaling_governor", unit["ExecStart"][0])
+    for key in ("PrivateNetwork", "PrivateDevices", "PrivateTmp", "ProtectHome", "RestrictNamespaces"):
+        assert unit[key] == ["yes"], key
+    assert unit["IPAddressDeny"] == ["any"] and unit["RestrictAddressFamilies"] == ["none"]
+
+
+def governor_argv() -> list[str]:
+    """The governor unit's ExecStart as systemd hands it to execve: "$$" is a literal "$"; any other
+    variable reference would be substituted by systemd (and must not be there)."""
+    words = shlex.split(unit_settings(GOVERNOR)["ExecStart"][0])
+    for word in words:
+        assert not re.search(r"(?<!\$)\$\{", word.replace("$$", "")), f"systemd would substitute in {word!r}"
+    return [word.replace("$$", "$") for word in words]
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["writable", "read-only"])
+def test_cpu_governor_command_sets_every_cpu_and_fails_when_one_refuses(read_only: bool) -> None:
+    """The unit's command runs in a mount namespace of its own, with a tmpfs of two CPUs' cpufreq files
+    over /sys/devices/system/cpu (the host's stay untouched). Read-only, it must fail, not pass silently."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a private mount namespace")
+    cpu = "/sys/devices/system/cpu"
+    prepare = (f"mount -t tmpfs grainbox-test {cpu} && for c in 0 1; do mkdir -p {cpu}/cpu$c/cpufreq && "
+               f"echo ondemand >{cpu}/cpu$c/cpufreq/scaling_governor; done"
+               + (f" && mount -o remount,ro {cpu}" if read_only else ""))
+    script = f'{prepare} && "$@"; rc=$?; cat {cpu}/cpu*/cpufreq/scaling_governor; exit $rc'
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                             *governor_argv()], capture_output=True, text=True, timeout=30)
+    if read_only:
+        assert result.returncode != 0, result.stdout + result.stderr
+        assert "0 CPUs set, 2 refused" in result.stdout and "Read-only file system" in result.stderr
+        assert result.stdout.splitlines()[-2:] == ["ondemand", "ondemand"]
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.splitlines() == ["governor performance: 2 CPUs set, 0 refused",
+                                              "performance", "performance"]
+
+
+# systemd-analyze security --offline=yes: 9.6 (governor), 7.4 (Pd), 7.3 (runtime) before the hardening.
+EXPOSURE_AT_MOST = {"grainbox-cpu-governor.service": 1.5, "grainbox-pd.service": 4.0,
+                    "grainbox-runtime.service": 4.0}
+
+
+def test_systemd_analyze_security_scores_the_units_safe_or_ok() -> None:
+    analyze = needs("systemd-analyze")
+    for unit in UNITS:
+        result = subprocess.run([analyze, "security", "--offline=yes", "--no-pager", str(unit)],
+                                capture_output=True, text=True, timeout=60)
+        found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+        assert found, result.stdout[-500:] + result.stderr
+        assert float(found.group(1)) <= EXPOSURE_AT_MOST[unit.name], f"{unit.name}: {found.group(0)}"
 
 
 def test_pd_unit_command_line_opens_the_sound_card_by_name(
