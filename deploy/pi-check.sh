@@ -36,7 +36,7 @@ HOST_PY=${PI_CHECK_HOST_PYTHON:-$SRC/.venv/bin/python}
 HIDE_LIBLO=${PI_CHECK_HIDE_LIBLO:-0}
 DECODE_LIMIT=1e-5
 BASE_PACKAGES=systemd,python3   # Raspberry Pi OS Lite has these before setup-pi.sh runs
-GUEST_SRC=/tmp/grainbox-setup   # where setup-pi.sh's remote mode puts the repository on a Pi
+GUEST_SRC=/tmp/grainbox-setup   # the repository in the guest (a Pi gets a mktemp -d directory instead)
 GUEST_RUN=/tmp/pi-check
 
 die() { echo "pi-check: FAIL: $*" >&2; exit 1; }

@@ -5,8 +5,9 @@
 #
 #   on the Pi itself:          sudo deploy/setup-pi.sh [options]
 #   from the workstation:      deploy/setup-pi.sh [options] [user@]host[:port]
-#                              (sends this repository over ssh to /tmp/grainbox-setup on the Pi and runs
-#                              this script there with sudo; your ssh login becomes the box's admin)
+#                              (sends this repository over ssh to a new mktemp -d directory on the Pi,
+#                              runs this script there with sudo and removes it; your ssh login becomes the
+#                              box's admin)
 #   into a directory:          deploy/setup-pi.sh --root DIR [options]
 #                              (writes only the file-system part below DIR: a mounted SD card's root
 #                              partition, or a test; packages, users, pip and services are left for the Pi)
@@ -26,7 +27,6 @@ SRC=$(dirname "$HERE")
 # the Pi 4's cortex-a72 (PyPI's 2.10.0, also CPU-only, dies there of SIGILL: pytorch/pytorch#176993).
 TORCH_VERSION=${GRAINBOX_TORCH_VERSION:-2.13.0}   # as pyproject.toml pins it on the workstation
 TORCH_INDEX=${GRAINBOX_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
-REMOTE_STAGE=/tmp/grainbox-setup
 
 # What the box needs from Debian: Pd and its extra objects (rev3~), liblo's tools (oscsend/oscdump for
 # diagnosis), Python's venv, PortAudio for sounddevice, ALSA's tools (aplay -l), lgpio for gpiozero's pin
@@ -117,20 +117,30 @@ if [[ -n $TARGET ]]; then
     SSH_ARGS+=(${port:+-p "$port"})
     excludes=()
     for e in "${COPY_EXCLUDES[@]}"; do excludes+=("--exclude=$e"); done
-    echo "sending $SRC to $dest:$REMOTE_STAGE ..."
-    # shellcheck disable=SC2029  # REMOTE_STAGE is this script's constant, meant to expand here
-    if ! tar -C "$SRC" "${excludes[@]}" -czf - . |
-        ssh "${SSH_ARGS[@]}" "$dest" "rm -rf $REMOTE_STAGE && mkdir -p $REMOTE_STAGE && tar -xzf - -C $REMOTE_STAGE"; then
-        die "could not copy the repository to $dest over ssh (is the Pi on the network, is your key" \
+    # What is unpacked there runs with sudo, so it goes to a directory only this login can write: a new
+    # one from mktemp -d (mode 0700, in the Pi's TMPDIR), never a fixed name in /tmp that another user of
+    # the Pi could create first. Removed on the way out: here until the run starts, then by the Pi's shell.
+    if ! stage=$(ssh "${SSH_ARGS[@]}" "$dest" 'mktemp -d "${TMPDIR:-/tmp}/grainbox-setup.XXXXXXXXXX"') ||
+        [[ $stage != /*/grainbox-setup.* ]]; then
+        die "could not make a directory on $dest over ssh (is the Pi on the network, is your key" \
             "installed with ssh-copy-id${port:+ -p $port} $dest?)"
+    fi
+    qstage=$(quote "$stage")
+    # shellcheck disable=SC2029  # $qstage is quoted for the Pi's shell, meant to expand here
+    remove_stage() { ssh "${SSH_ARGS[@]}" "$dest" "rm -rf -- $qstage" || true; }
+    trap remove_stage EXIT
+    echo "sending $SRC to $dest:$stage ..."
+    # shellcheck disable=SC2029  # as above
+    if ! tar -C "$SRC" "${excludes[@]}" -czf - . | ssh "${SSH_ARGS[@]}" "$dest" "tar -xzf - -C $qstage"; then
+        die "could not copy the repository to $dest:$stage over ssh"
     fi
     if [[ -f $FACTORY ]]; then
         # shellcheck disable=SC2029  # as above
-        ssh "${SSH_ARGS[@]}" "$dest" "cat > $REMOTE_STAGE/factory.ts" <"$FACTORY" ||
+        ssh "${SSH_ARGS[@]}" "$dest" "cat > $qstage/factory.ts" <"$FACTORY" ||
             die "could not copy the factory model $FACTORY to $dest"
-        FORWARD+=(--factory-model "$REMOTE_STAGE/factory.ts")
+        FORWARD+=(--factory-model "$stage/factory.ts")
     fi
-    remote="bash $REMOTE_STAGE/deploy/setup-pi.sh"
+    remote="bash $qstage/deploy/setup-pi.sh"
     for a in "${FORWARD[@]}"; do remote+=" $(quote "$a")"; done
     if [[ -n $ADMIN ]]; then
         remote+=" --admin $(quote "$ADMIN")"
@@ -139,10 +149,12 @@ if [[ -n $TARGET ]]; then
         remote+=' --admin "$(id -un)"'
     fi
     # Root runs it directly; anyone else through sudo (with a terminal, so sudo can ask for a password).
-    remote="if [ \"\$(id -u)\" = 0 ]; then $remote; else sudo $remote; fi"
+    # The Pi's shell removes the stage when the run ends, however it ends.
+    remote="trap \"rm -rf -- $qstage\" EXIT; if [ \"\$(id -u)\" = 0 ]; then $remote; else sudo $remote; fi"
     tty=(-T)
     [[ -t 0 ]] && tty=(-t)
     echo "running setup-pi.sh on $dest ..."
+    trap - EXIT
     # shellcheck disable=SC2029  # expanding here is the point: every word is quoted for the Pi's shell
     exec ssh "${SSH_ARGS[@]}" "${tty[@]}" "$dest" "$remote"
 fi
@@ -286,6 +298,50 @@ create_user() {
     else
         act "add $ADMIN to group grainbox (flash.sh logs in as $ADMIN)" usermod -aG grainbox "$ADMIN"
         note "$ADMIN's next login has group grainbox, which flash.sh needs"
+    fi
+}
+
+# The home of USER on the box: from the box's passwd database, else /home/USER.
+home_of() {
+    local home=""
+    if ((LIVE)); then home=$(getent passwd "$1" | cut -d: -f6 || true)
+    elif [[ -f $R/etc/passwd ]]; then home=$(awk -F: -v u="$1" '$1 == u { print $6; exit }' "$R/etc/passwd"); fi
+    printf '%s' "${home:-/home/$1}"
+}
+
+# Whether FILE (an authorized_keys file) holds a public key line, not just comments or blank lines.
+holds_a_key() {
+    [[ -f $1 ]] && awk '!/^[[:space:]]*#/ && /(^|[[:space:],])(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[[:alnum:].@-]+)[[:space:]]+AAAA/ { found = 1; exit }
+        END { exit !found }' "$1"
+}
+
+# Once the admin logs in with a key, ssh password logins (a guessable way in) are turned off by a
+# drop-in that Debian's sshd_config reads first (Include /etc/ssh/sshd_config.d/*.conf; the first value
+# of a setting wins). Without a key it changes nothing, so nobody is locked out.
+SSHD_DROPIN=/etc/ssh/sshd_config.d/10-grainbox-no-passwords.conf
+ssh_key_only() {
+    step "ssh: key logins only"
+    local user=${ADMIN:-root} home keys before
+    home=$(home_of "$user")
+    keys=$home/.ssh/authorized_keys
+    if ! holds_a_key "$R$keys" && ! holds_a_key "$R${keys}2"; then
+        if [[ -f $R$SSHD_DROPIN ]]; then ok "password login off ($R$SSHD_DROPIN kept)"; return; fi
+        echo "  password login stays on: no ssh key for $user in $keys; install one (ssh-copy-id" \
+            "$user@BOX from your computer) and run setup-pi.sh again"
+        return
+    fi
+    before=$CHANGES
+    put_file "$R$SSHD_DROPIN" 0644 <<'EOF'
+# Written by Grainbox's deploy/setup-pi.sh once the box's admin had an authorized ssh key: key logins
+# only. To allow passwords again, delete this file and run: sudo systemctl reload ssh
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+EOF
+    ((CHANGES > before)) || return 0
+    note "ssh password login is off ($user logs in with the key in $keys)"
+    if ((LIVE && !DRY_RUN)) && [[ -d /run/systemd/system ]]; then
+        /usr/sbin/sshd -t || { rm -f "$SSHD_DROPIN"; die "sshd -t refused the new $SSHD_DROPIN; removed it"; }
+        act "systemctl reload ssh" systemctl reload ssh
     fi
 }
 
@@ -477,13 +533,21 @@ install_units() {
     local changed=$CHANGES
     for u in "${UNIT_NAMES[@]}"; do
         if ((changed > 0)); then
-            act "systemctl restart $u (to pick up the changes above)" systemctl restart "$u"
+            act "systemctl restart $u (to pick up the changes above)" systemctl restart "$u" || unit_failed "$u"
         elif systemctl is-active --quiet "$u"; then
             ok "$u running"
         else
-            act "systemctl start $u" systemctl start "$u"
+            act "systemctl start $u" systemctl start "$u" || unit_failed "$u"
         fi
     done
+}
+
+# A unit that did not start stops the setup, except the CPU governor's: the box plays without it (with
+# more risk of clicks), so that is a warning that says where to look.
+unit_failed() {
+    [[ $1 == grainbox-cpu-governor.service ]] || die "$1 did not start: systemctl status $1 says why"
+    echo "  warning: $1 failed (a CPU refused the governor): systemctl status $1 says which"
+    note "the CPU governor could not be set; see systemctl status $1"
 }
 
 check_governor() {
@@ -493,7 +557,10 @@ check_governor() {
     if [[ ! -r $g ]]; then echo "  warning: no $g here; nothing to set"; return; fi
     if [[ $(cat "$g") == performance ]]; then ok "performance"
     elif [[ ! -d /run/systemd/system ]]; then echo "  skipped: systemd is not running here; the unit sets it at boot"
-    else act "systemctl restart grainbox-cpu-governor (now $(cat "$g"))" systemctl restart grainbox-cpu-governor; fi
+    else
+        act "systemctl restart grainbox-cpu-governor (now $(cat "$g"))" systemctl restart grainbox-cpu-governor ||
+            unit_failed grainbox-cpu-governor.service
+    fi
 }
 
 ((DRY_RUN)) && echo "dry run: nothing is changed"
@@ -502,6 +569,7 @@ check_platform
 install_packages
 enable_spi
 create_user
+ssh_key_only
 copy_code
 make_venv
 write_config

@@ -27,9 +27,12 @@ PRIVSEP_DIR = Path("/run/sshd")
 class Sshd:
     """One sshd process; use as a context manager or call stop()."""
 
-    def __init__(self, workdir: Path, box_root: Path | None = None, client_key: Path | None = None) -> None:
+    def __init__(self, workdir: Path, box_root: Path | None = None, client_key: Path | None = None,
+                 session_env: dict[str, str] | None = None) -> None:
         """box_root: the box root this server's sessions see (GRAINBOX_BOX_ROOT, set by sshd's SetEnv), so
-        two servers on one machine are two boxes. client_key: accept an existing key instead of a new one."""
+        two servers on one machine are two boxes. client_key: accept an existing key instead of a new one.
+        session_env: more variables every session gets (e.g. TMPDIR, to keep a test's files in its own
+        directory)."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_tcp_port()
@@ -58,6 +61,7 @@ class Sshd:
                     "LogLevel VERBOSE",
                     "MaxStartups 50",
                     f"SetEnv GRAINBOX_BOX_ROOT={box_root}" if box_root else "",
+                    *(f"SetEnv {k}={v}" for k, v in (session_env or {}).items()),
                     "",
                 ]
             )

@@ -316,7 +316,7 @@ def test_setup_pi_refuses_an_unknown_sound_card_and_names_the_ones_there(tmp_pat
 
 
 def test_setup_pi_over_ssh_provisions_the_box(tmp_path: Path, repo_copy: Path, factory: Path) -> None:
-    """Remote mode: the repository goes over a real ssh to /tmp/grainbox-setup on the "Pi" (this machine),
+    """Remote mode: the repository goes over a real ssh to a mktemp -d directory on the "Pi" (this machine),
     and setup-pi.sh runs there; --root keeps it to the temporary root."""
     root = fresh_root(tmp_path)
     with Sshd(tmp_path / "sshd") as server:
@@ -327,6 +327,95 @@ def test_setup_pi_over_ssh_provisions_the_box(tmp_path: Path, repo_copy: Path, f
     assert result.returncode == 0, result.stdout + result.stderr
     assert logins >= 2
     assert_is_a_box(root, factory)
+
+
+@pytest.mark.parametrize("outcome", ["provisioned", "failed"])
+def test_setup_pi_over_ssh_stages_in_a_fresh_private_directory_and_removes_it(
+        tmp_path: Path, repo_copy: Path, factory: Path, outcome: str) -> None:
+    """What is unpacked on the Pi runs with sudo: it goes to a new directory of mktemp -d (in the Pi's
+    TMPDIR, here the test's own), never a fixed /tmp name another user could prepare, and is removed
+    when the run ends, well or not."""
+    root, pi_tmp = fresh_root(tmp_path), tmp_path / "pi-tmp"
+    pi_tmp.mkdir()
+    card = ["--audio-card", "Focusrite"] if outcome == "failed" else []
+    with Sshd(tmp_path / "sshd", session_env={"TMPDIR": str(pi_tmp)}) as server:
+        result = subprocess.run(
+            [str(repo_copy / SETUP), "--root", str(root), "--factory-model", str(factory), *card,
+             *server.flash_args, server.target], capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL)
+    out = result.stdout + result.stderr
+    assert (result.returncode == 0) == (outcome == "provisioned"), out
+    staged = re.search(rf"to \S+:({re.escape(str(pi_tmp))}/grainbox-setup\.\w{{10}}) \.\.\.", out)
+    assert staged, out
+    if outcome == "provisioned":
+        assert_is_a_box(root, factory)
+    else:
+        assert "--audio-card Focusrite: no such sound card" in out
+    assert list(pi_tmp.iterdir()) == [], f"{staged.group(1)} was left behind"
+
+
+def authorized_key(tmp_path: Path) -> str:
+    key = tmp_path / "admin_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pi@laptop", "-f", str(key)],
+                   check=True)
+    return Path(f"{key}.pub").read_text()
+
+
+def with_admin_pi(root: Path, authorized_keys: str | None) -> Path:
+    """The box's user pi (home /home/pi in the box's /etc/passwd) with this authorized_keys file, if any."""
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
+                                     "pi:x:1000:1000:,,,:/home/pi:/bin/bash\n")
+    ssh = root / "home/pi/.ssh"
+    ssh.mkdir(parents=True)
+    if authorized_keys is not None:
+        (ssh / "authorized_keys").write_text(authorized_keys)
+    return ssh
+
+
+def effective_sshd_settings(root: Path, tmp_path: Path) -> dict[str, str]:
+    """What the real sshd makes of the box's drop-ins, read first as Debian's sshd_config does (its
+    first line is `Include /etc/ssh/sshd_config.d/*.conf`; the first value of a key wins), before a
+    main file that allows passwords."""
+    key = tmp_path / "host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    config = tmp_path / "sshd_config"
+    config.write_text(f"Include {root}/etc/ssh/sshd_config.d/*.conf\nHostKey {key}\n"
+                      "PasswordAuthentication yes\nKbdInteractiveAuthentication yes\n")
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    result = subprocess.run([needs("/usr/sbin/sshd"), "-T", "-f", str(config)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+
+
+def test_setup_pi_turns_ssh_password_login_off_once_the_admin_has_a_key(
+        tmp_path: Path, repo_copy: Path, factory: Path) -> None:
+    root = fresh_root(tmp_path)
+    with_admin_pi(root, "# the admin's keys\n" + authorized_key(tmp_path))
+    first = setup(root, "--admin", "pi", "--factory-model", factory, script_dir=repo_copy)
+    dropin = root / "etc/ssh/sshd_config.d/10-grainbox-no-passwords.conf"
+    assert f"change: write {dropin}" in first.stdout, first.stdout
+    settings = effective_sshd_settings(root, tmp_path)
+    assert settings["passwordauthentication"] == "no"
+    assert settings["kbdinteractiveauthentication"] == "no"
+    assert settings["pubkeyauthentication"] == "yes"
+    second = setup(root, "--admin", "pi", "--factory-model", factory, script_dir=repo_copy)
+    assert "nothing to change: the box is set up" in second.stdout, second.stdout
+
+
+@pytest.mark.parametrize("authorized_keys", [None, "", "# ssh-ed25519 AAAAC3Nz... a key commented out\n"],
+                         ids=["no-file", "empty", "only-a-comment"])
+def test_setup_pi_leaves_password_login_on_while_the_admin_has_no_key(
+        tmp_path: Path, factory: Path, authorized_keys: str | None) -> None:
+    root = fresh_root(tmp_path)
+    with_admin_pi(root, authorized_keys)
+    result = setup(root, "--admin", "pi", "--factory-model", factory)
+    assert not (root / "etc/ssh/sshd_config.d").exists()
+    assert "password login stays on: no ssh key for pi in /home/pi/.ssh/authorized_keys" in result.stdout
+    assert "ssh-copy-id" in result.stdout
+    assert effective_sshd_settings(root, tmp_path)["passwordauthentication"] == "yes"
 
 
 def test_setup_pi_dry_run_names_the_cpu_only_torch_source_and_the_liblo_binding(
