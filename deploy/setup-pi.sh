@@ -33,7 +33,7 @@ TORCH_INDEX=${GRAINBOX_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 # factory and Debian's liblo binding for the runtime's OSC link (the venv sees both through
 # --system-site-packages). The binding is python3-liblo because PyPI's pyliblo3 has no aarch64 wheel or
 # sdist from 0.17 on, and 0.16.3's sdist builds only with Cython < 3.1; python3-liblo (0.10, module
-# `liblo`) has the same API, and runtime/link.py imports either.
+# `liblo`) has the same API, and runtime/liblo_binding.py imports either.
 APT_PACKAGES=(puredata-core puredata-extra liblo-tools python3-liblo python3-venv libportaudio2 alsa-utils
     python3-lgpio rsync)
 # Packages only Raspberry Pi OS's own archive has: on a plain Debian arm64 (`make pi-check`'s emulated
@@ -365,7 +365,7 @@ copy_code() {
 make_venv() {
     step "virtual environment $OPT/.venv"
     echo "  torch: torch==$TORCH_VERSION, CPU-only, from $TORCH_INDEX"
-    echo "  liblo binding: Debian's python3-liblo (apt), module liblo, imported by runtime/link.py"
+    echo "  liblo binding: Debian's python3-liblo (apt), module liblo, imported by runtime/liblo_binding.py"
     if ((!LIVE)); then skip "python3 -m venv, pip install torch==$TORCH_VERSION and the runtime's dependencies"; return; fi
     local stamp want
     stamp=$OPT/.venv/.grainbox-installed
@@ -383,12 +383,12 @@ make_venv() {
     ((DRY_RUN)) || check_venv
 }
 
-# The installed box must import what it runs: a CPU-only torch and a liblo binding (runtime/link.py).
+# The installed box must import what it runs: a CPU-only torch and a liblo binding (runtime/liblo_binding.py).
 check_venv() {
     local out
     if ! out=$(cd / && "$OPT/.venv/bin/python" -c '
 import torch
-from runtime.link import liblo
+from runtime.liblo_binding import liblo
 cuda = torch.version.cuda
 assert cuda is None, f"torch {torch.__version__} is a CUDA build (CUDA {cuda}); the box needs a CPU-only one"
 version = getattr(liblo, "__version__", "")

@@ -35,6 +35,7 @@ from runtime.threads import limit_torch_threads
 log = logging.getLogger("grainbox")
 
 STATUS_EVERY_S = 2.0
+RELOAD_EVERY_S = 1.0  # a flood of /reload (or SIGHUP) is one reload a second, the last request winning
 SWITCH_INTERVAL_S = 0.0005
 
 
@@ -99,6 +100,8 @@ class Box:
         self.pong_listeners: list[Any] = []  # callables(ping_id)
         self._reload_requested = threading.Event()
         self._reload_reason = ""
+        self._last_reload = -math.inf  # time.monotonic() of the last reload
+        self.reload_requests = 0
         self._stop = threading.Event()
         self._wake = threading.Event()  # cuts the supervisor's sleep short: stop or reload
         self._status_dirty = threading.Event()
@@ -144,8 +147,10 @@ class Box:
             watch_due = now >= next_watch
             if watch_due:
                 next_watch = now + self.config.model_poll_s
-            if self._reload_requested.is_set() or (watch_due and self.watcher.changed()):
+            reload_due = self._reload_requested.is_set() and now >= self._last_reload + RELOAD_EVERY_S
+            if reload_due or (watch_due and self.watcher.changed()):
                 self._reload_requested.clear()
+                self._last_reload = now
                 log.info("reloading %s (%s)", self.model_path, self._reload_reason or "its target changed")
                 self._reload_reason = ""
                 self.reload()
@@ -157,7 +162,10 @@ class Box:
                 self._status_dirty.clear()
                 self.write_status()
                 next_status = now + STATUS_EVERY_S if now >= next_status else next_status
-            self._wake.wait(max(0.0, min(next_watch, next_status) - time.monotonic()))
+            wake_at = min(next_watch, next_status)
+            if self._reload_requested.is_set():  # a request inside the interval waits for its end
+                wake_at = min(wake_at, self._last_reload + RELOAD_EVERY_S)
+            self._wake.wait(max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
         self.write_status()
 
@@ -176,6 +184,7 @@ class Box:
         """Ask the supervisor loop to reload (SIGHUP, OSC /reload): safe from any thread or signal handler
         (it only sets flags; the loop logs and does the work)."""
         self._reload_reason = reason
+        self.reload_requests += 1
         self._reload_requested.set()
         self._wake.set()
 
@@ -257,6 +266,9 @@ class Box:
             "pd_slot_sums": [self.confirmed.get(slot) for slot in range(self.config.slots)],
             "pd_last_heard_s": None if heard is None else round(time.monotonic() - heard, 2),
             "osc_last_drop": self.link.last_drop,
+            "osc_drops": dict(self.link.drops),  # by reason (docs/box.md)
+            "pd_hellos_received": self.link.hello.requested,
+            "reload_requests": self.reload_requests,
             "decodes": self.engine.decodes,
             "decode_requests": self.engine.requests,
             "decodes_coalesced": self.engine.coalesced,

@@ -84,7 +84,7 @@ def check_model(config: Config) -> Finding:
 
 
 def check_pd(config: Config, timeout: float) -> Finding:
-    from runtime.link import liblo
+    from runtime.liblo_binding import liblo
 
     heard = threading.Event()
     try:
@@ -113,11 +113,11 @@ def check_pd(config: Config, timeout: float) -> Finding:
 
 def _check_pd_through_runtime(config: Config, timeout: float) -> Finding:
     """The runtime holds the port: ask it whether it hears Pd (status.json's pd_last_heard_s)."""
-    if not _runtime_answers(config.listen_port, timeout):
+    if not _runtime_answers(config.listen_port, config.status_path):
         return Finding(
             "FAIL",
             "Pd",
-            f"UDP port {config.listen_port} is taken but no runtime answers /ping there; "
+            f"UDP port {config.listen_port} is taken but no runtime reports it in {config.status_path}; "
             "find the process with `ss -ulpn` and stop it",
         )
     try:
@@ -135,19 +135,16 @@ def _check_pd_through_runtime(config: Config, timeout: float) -> Finding:
     )
 
 
-def _runtime_answers(port: int, timeout: float) -> bool:
-    from runtime.link import liblo
-
-    heard = threading.Event()
-    server = liblo.ServerThread(None, liblo.UDP)
-    server.add_method("/pong", "i", lambda path, args: heard.set())
-    server.start()
+def _runtime_answers(port: int, status_path: Path) -> bool:
+    """Whether a live runtime says (in its status.json) that it holds `port`. The runtime answers /ping
+    only to Pd's port, so asking it over OSC would need the doctor to pose as Pd."""
     try:
-        server.send(liblo.Address("127.0.0.1", port, liblo.UDP), liblo.Message("/ping", os.getpid()))
-        return heard.wait(timeout)
-    finally:
-        server.stop()
-        server.free()
+        status = json.loads(status_path.read_text())
+        pid = int(status["pid"])
+        os.kill(pid, 0)  # raises when no such process
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return status.get("osc_port") == port
 
 
 def run_doctor(config: Config, timeout: float = 1.0) -> int:

@@ -1,9 +1,11 @@
-"""The runtime's end of the OSC protocol (docs/osc.md), over liblo on 127.0.0.1.
+"""The runtime's end of the OSC protocol (docs/osc.md), on one UDP socket bound to 127.0.0.1.
 
-A liblo server thread listens on the runtime's port; every message goes through one dispatcher that
-checks the sender is this machine, the address is known and the type tags and values are exactly what the
-protocol says. Anything else is dropped and counted (`malformed`), never raised: a hostile or buggy sender
-cannot stop the box. Sending goes out of the same socket, so Pd sees replies come from the runtime's port.
+A receive thread reads each datagram from the socket (runtime.osc_socket: loopback only, no bundles, liblo
+as the parser) and one dispatcher checks that the sender is this machine, the address is known and the
+type tags and values are exactly what the protocol says. Anything else is dropped and counted by reason,
+never raised: a hostile or buggy sender cannot stop the box. What would make the box do a lot of work for
+a 20-byte datagram (/hello resends every slot) is coalesced to a few a second. Sending goes out of the
+same socket, so Pd sees replies come from the runtime's port, and only to Pd's configured port.
 """
 
 from __future__ import annotations
@@ -12,28 +14,15 @@ import logging
 import math
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from runtime.artifact import Model
-
-# The one place the liblo binding is chosen (runtime.doctor uses this one too): PyPI's pyliblo3 on the
-# workstation and CI (x86_64 wheels), else Debian's python3-liblo (module `liblo`, 0.10, the same API) on
-# the box, because PyPI has no aarch64 pyliblo3 (deploy/setup-pi.sh installs python3-liblo there).
-try:
-    import pyliblo3 as liblo
-except ImportError:
-    try:
-        import liblo  # type: ignore[no-redef]
-    except ImportError:
-        raise ImportError(
-            "no liblo binding for Python: install pyliblo3 (pip install pyliblo3, the workstation) or "
-            "Debian's python3-liblo (apt-get install python3-liblo, the box; its venv needs "
-            "--system-site-packages to see it)"
-        ) from None
+from runtime.liblo_binding import liblo
+from runtime.osc_socket import Dropped, OscSocket, parse
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +32,9 @@ LOGGED_DROPS = 10  # log the first few drops in full, then one line per DROP_LOG
 DROP_LOG_EVERY = 1000
 PD_SAYS = ("/hello", "/ack", "/pong")  # what only Pd sends: proof that Pd is alive
 RECENT_SUMS = 64  # /acks lag the sends by a few grains while a knob sweeps
+MAX_INCOMING = 256  # bytes: the longest message Pd sends the runtime is 20 (/ack slot checksum)
+HELLO_EVERY_S = 0.5  # at most two full resends a second, however many /hello arrive
+RECEIVE_POLL_S = 0.2  # how soon the receive thread notices close()
 
 
 class LinkError(Exception):
@@ -61,7 +53,7 @@ class LinkHandlers(Protocol):
 
 
 class Malformed(Exception):
-    """Why a message was dropped."""
+    """Why a well-formed message was dropped: a value out of its range."""
 
 
 def _finite(*values: float) -> None:
@@ -74,31 +66,79 @@ def _in_range(name: str, value: int, low: int, high: int) -> None:
         raise Malformed(f"{name} {value} outside {low}..{high}")
 
 
+class Coalescer:
+    """Runs `action` at most once every `interval_s`: the first request at once, and every request
+    inside the interval folded into one run when it ends. The requests all ask for the same thing (send
+    Pd the whole state), so the last one wins and none is lost."""
+
+    def __init__(self, interval_s: float, action: Callable[[], None]) -> None:
+        self.interval_s = interval_s
+        self.action = action
+        self.requested = 0
+        self.runs = 0
+        self._lock = threading.Lock()
+        self._next_run = 0.0
+        self._timer: threading.Timer | None = None
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.requested += 1
+            if self._timer is not None:
+                return  # already folded into the run at the end of this interval
+            wait = self._next_run - time.monotonic()
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._deferred)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            self._next_run = time.monotonic() + self.interval_s
+        self._run()
+
+    def _deferred(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._next_run = time.monotonic() + self.interval_s
+        self._run()
+
+    def _run(self) -> None:
+        self.runs += 1
+        self.action()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+
 class Link:
     """Sends /model, /grain, /param, /trigger, /ping to Pd and receives what docs/osc.md lists back."""
 
     def __init__(self, listen_port: int, pd_port: int, handlers: LinkHandlers) -> None:
         self.handlers = handlers
-        self.pd = liblo.Address(HOST, pd_port, liblo.UDP)
+        self.pd_port = pd_port
         try:
-            self.server = liblo.ServerThread(listen_port, liblo.UDP)
-        except liblo.ServerError as e:
+            self.socket = OscSocket(HOST, listen_port, MAX_INCOMING)
+        except OSError as e:
             raise LinkError(
-                f"cannot listen for OSC on UDP port {listen_port}: {e}; is another runtime "
-                f"running? (stop it, or use --osc-port)"
+                f"cannot listen for OSC on {HOST}:{listen_port} (UDP): {e.strerror or e}; is another "
+                f"runtime running? (stop it, or use --osc-port)"
             ) from None
-        self.port = self.server.port
-        self.server.add_method(None, None, self._dispatch)
+        self.port = self.socket.port
         self._send_lock = threading.Lock()
         self._count_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="osc-receive", daemon=True)
         self.received = 0
         self.malformed = 0
+        self.drops: Counter[str] = Counter()  # reason -> datagrams dropped for it
         self.grains_sent = 0
         self.send_errors = 0
         self.last_drop: str | None = None
         self.last_heard: float | None = None  # time.monotonic() of the last valid /hello, /ack or /pong
         # slot -> sums of the samples of the last few grains sent, newest last, to check Pd's /ack against
         self.sent_sums: dict[int, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_SUMS))
+        self.hello = Coalescer(HELLO_EVERY_S, handlers.on_hello)
         self._routes: dict[str, tuple[str, Callable[..., None]]] = {
             "/hello": ("", self._hello),
             "/ack": ("if", self._ack),
@@ -110,11 +150,14 @@ class Link:
         }
 
     def start(self) -> None:
-        self.server.start()
+        self._thread.start()
 
     def close(self) -> None:
-        self.server.stop()
-        self.server.free()
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.hello.cancel()
+        self.socket.close()
 
     # ------------------------------------------------------------------------------------------ sending
 
@@ -125,8 +168,8 @@ class Link:
         """One /grain per slot, from first_slot on: slot index, then its G samples as 32-bit floats."""
         for slot, samples in enumerate(grains, start=first_slot):
             self.sent_sums[slot].append(float(samples.sum(dtype=np.float64)))
-            self._send(liblo.Message("/grain", slot, *samples.tolist()))
-            self.grains_sent += 1
+            if self._send(liblo.Message("/grain", slot, *samples.tolist())):
+                self.grains_sent += 1
 
     def send_param(self, name: str, value: float) -> None:
         self._send(liblo.Message("/param", name, float(value)))
@@ -137,67 +180,87 @@ class Link:
     def send_ping(self, ping_id: int) -> None:
         self._send(liblo.Message("/ping", int(ping_id)))
 
-    def _send(self, message: liblo.Message, target: liblo.Address | None = None) -> None:
+    def _send(self, message: liblo.Message) -> bool:
         try:
             with self._send_lock:
-                self.server.send(target or self.pd, message)
+                self.socket.send(self.pd_port, message)
+            return True
         except OSError as e:  # UDP to a closed port can report ECONNREFUSED later; Pd may simply be down
             self.send_errors += 1
             log.debug("OSC send failed: %s", e)
+            return False
 
     # ---------------------------------------------------------------------------------------- receiving
 
-    def _dispatch(self, path: str, args: list[Any], types: str, src: liblo.Address) -> None:
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                datagram = self.socket.receive(RECEIVE_POLL_S)
+                if datagram is not None:
+                    self._dispatch(*datagram)
+            except Dropped as why:  # too long to read: counted like every other drop
+                with self._count_lock:
+                    self.received += 1
+                self._drop(why.reason, "", "", str(why))
+            except Exception:  # a bug in a handler: log it, keep serving
+                log.exception("handling an OSC datagram failed")
+
+    def _dispatch(self, data: bytes, sender: str) -> None:
         with self._count_lock:
             self.received += 1
+        path = types = ""
         try:
-            if src.hostname != HOST:
-                raise Malformed(f"sender {src.hostname} is not {HOST}")
+            if sender != HOST:
+                raise Dropped("sender", f"sender {sender} is not {HOST}")
+            message = parse(data)
+            path, types = message.path, message.types
             route = self._routes.get(path)
             if route is None:
-                raise Malformed("unknown address")
+                raise Dropped("unknown_address", "unknown address")
             expected, handle = route
             if types != expected:
-                raise Malformed(f"type tags ',{types}', expected ',{expected}'")
-            handle(src, *args)
+                raise Dropped("type_tags", f"type tags ',{types}', expected ',{expected}'")
+            try:
+                handle(*message.args)
+            except Malformed as why:
+                raise Dropped("value", str(why)) from None
             if path in PD_SAYS:
                 self.last_heard = time.monotonic()
-        except Malformed as why:
-            self._drop(path, types, str(why))
-        except Exception:  # a bug in a handler: log it, keep serving
-            log.exception("handling %s failed", path)
+        except Dropped as why:
+            self._drop(why.reason, path, types, str(why))
 
-    def _drop(self, path: str, types: str, why: str) -> None:
+    def _drop(self, reason: str, path: str, types: str, why: str) -> None:
         with self._count_lock:
             self.malformed += 1
+            self.drops[reason] += 1
             count = self.malformed
-        self.last_drop = f"{path[:64]} ,{types[:16]}: {why}"
+        self.last_drop = f"{path[:64]} ,{types[:16]}: {why}" if path else why
         if count <= LOGGED_DROPS or count % DROP_LOG_EVERY == 0:
-            log.warning("dropped OSC message %s (%d dropped so far)", self.last_drop, count)
+            log.warning("dropped OSC datagram: %s (%d dropped so far)", self.last_drop, count)
 
-    def _hello(self, src: liblo.Address) -> None:
-        self.handlers.on_hello()
+    def _hello(self) -> None:
+        self.hello()
 
-    def _ack(self, src: liblo.Address, slot: int, checksum: float) -> None:
+    def _ack(self, slot: int, checksum: float) -> None:
         _finite(checksum)
         _in_range("slot", slot, 0, 1023)
         self.handlers.on_ack(slot, checksum)
 
-    def _knob(self, src: liblo.Address, index: int, value: float) -> None:
+    def _knob(self, index: int, value: float) -> None:
         _finite(value)
         _in_range("knob index", index, 0, NUM_KNOBS - 1)
         self.handlers.on_knob(index, min(1.0, max(0.0, value)))
 
-    def _note(self, src: liblo.Address, pitch: int, velocity: int) -> None:
+    def _note(self, pitch: int, velocity: int) -> None:
         _in_range("pitch", pitch, 0, 127)
         _in_range("velocity", velocity, 0, 127)
         self.handlers.on_note(pitch, velocity)
 
-    def _ping(self, src: liblo.Address, ping_id: int) -> None:
-        self._send(liblo.Message("/pong", ping_id), liblo.Address(HOST, src.port, liblo.UDP))
+    def _ping(self, ping_id: int) -> None:
+        self._send(liblo.Message("/pong", ping_id))  # to Pd's port only: never a reflector for others
 
-    def _pong(self, src: liblo.Address, ping_id: int) -> None:
+    def _pong(self, ping_id: int) -> None:
         self.handlers.on_pong(ping_id)
 
-    def _reload(self, src: liblo.Address) -> None:
+    def _reload(self) -> None:
         self.handlers.on_reload()
