@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 # Debian packages the tests and the demo drive for real: Pd (and rev3~ from extra), liblo's
 # oscsend/oscdump, PortAudio for sounddevice, libsndfile, sshd for flash tests, shellcheck and
-# systemd-analyze for deploy checks, Xvfb for the patch screenshot, puredata-gui for `make play`.
+# systemd-analyze for deploy checks, Xvfb for the patch screenshot, puredata-gui for `make play`,
+# iproute2 for the network-namespace tests.
 APT_PACKAGES := puredata-core puredata-extra puredata-gui liblo-tools libportaudio2 libsndfile1 \
-	openssh-server openssh-client shellcheck systemd xvfb rsync
+	openssh-server openssh-client shellcheck systemd xvfb rsync iproute2
 
 # Debian packages `make pi-check` needs on this machine (the emulated Raspberry Pi): mmdebstrap and
 # arch-test build the arm64 root, qemu-user-static and binfmt-support run it, GNU time measures the

@@ -1075,6 +1075,92 @@ def size_check() -> Patch:
     return p
 
 
+def shape_check() -> Patch:
+    """Subpatch: drop what cannot be one plain OSC message before anything parses it: a bundle (its
+    elements would play at once, whatever their timetag says), a packet not starting with '/', and one
+    whose length is not a multiple of 4 (cut short on the way)."""
+    p = Patch(700, 330)
+    p.comment(20, 10, "An OSC message starts with '/' (47) and is a whole number of 4-byte words; a bundle "
+              "starts with '#' (35) and is refused: the box takes single messages only.", 90)
+    inlet = p.obj(20, 70, "inlet")
+    t = p.obj(20, 100, "t l l l")
+    p.connect(inlet, 0, t)
+    length = p.obj(400, 130, "list length")
+    p.connect(t, 2, length)
+    size = p.obj(400, 160, "t f f")
+    p.connect(length, 0, size)
+    store = p.obj(200, 130, "list store")
+    p.connect(t, 1, store, 1)
+    first = p.obj(20, 130, "list split 1")
+    p.connect(t, 0, first)
+    verdict = p.obj(20, 160, "expr if($f1 == 35, 1, if($f1 != 47, 2, if($f2 % 4 != 0, 3, 0)))")
+    p.connect(size, 1, verdict, 1)
+    p.connect(first, 0, verdict)
+    sel = p.obj(20, 190, "sel 0 1 2 3")
+    p.connect(verdict, 0, sel)
+    p.connect(sel, 0, store)
+    p.connect(store, 0, p.obj(200, 300, "outlet"))
+    bad = p.obj(400, 300, "s gb_malformed")
+    for outlet, (x, why) in enumerate([(300, "bundle"), (400, "not an OSC packet"), (500, "truncated packet")],
+                                      start=1):
+        kept = p.obj(x, 220, "f")  # this packet's length, reported if it is dropped for this reason
+        p.connect(size, 0, kept, 1)
+        p.connect(sel, outlet, kept)
+        msg = p.msg(x, 250, f"{why} $1 bytes")
+        p.connect(kept, 0, msg)
+        p.connect(msg, 0, bad)
+    return p
+
+
+def parse_check() -> Patch:
+    """Subpatch: [oscparse], and a count for a packet it refuses (it prints its own error and sends
+    nothing out): what passes the shape check but is cut short inside, or has a malformed type string."""
+    p = Patch(620, 300)
+    p.comment(20, 10, "The flag is set before [oscparse] and cleared by anything it sends out; still set "
+                      "afterwards means the packet was refused.", 80)
+    inlet = p.obj(20, 60, "inlet")
+    t = p.obj(20, 90, "t b l l b")
+    p.connect(inlet, 0, t)
+    one = p.msg(400, 120, "1")
+    flag = p.obj(20, 210, "f")
+    p.connect(t, 3, one)
+    p.connect(one, 0, flag, 1)
+    length = p.obj(280, 120, "list length")
+    size = p.obj(280, 150, "f")
+    p.connect(t, 2, length)
+    p.connect(length, 0, size, 1)
+    parse = p.obj(120, 120, "oscparse")
+    p.connect(t, 1, parse)
+    passed = p.obj(120, 150, "t a b")
+    p.connect(parse, 0, passed)
+    zero = p.msg(220, 180, "0")
+    p.connect(passed, 1, zero)
+    p.connect(zero, 0, flag, 1)
+    p.connect(passed, 0, p.obj(120, 270, "outlet"))
+    p.connect(t, 0, flag)
+    refused = p.obj(20, 240, "sel 1")
+    p.connect(flag, 0, refused)
+    p.connect(refused, 0, size)
+    why = p.msg(280, 210, "unparsable packet $1 bytes")
+    p.connect(size, 0, why)
+    p.connect(why, 0, p.obj(280, 240, "s gb_malformed"))
+    return p
+
+
+def reply_socket_drop() -> Patch:
+    """Subpatch: count whatever arrives at [netsend]'s own socket. Pd 0.53 cannot bind it to 127.0.0.1
+    (it takes the wildcard address when it first sends), and nothing should ever be sent to it."""
+    p = Patch(520, 200)
+    p.comment(20, 10, "Nothing is ever sent to [netsend]'s socket: whatever arrives is dropped and "
+                      "counted.", 60)
+    inlet = p.obj(20, 60, "inlet")
+    length = p.obj(20, 90, "list length")
+    why = p.msg(20, 120, "datagram at the reply socket $1 bytes")
+    p.chain(inlet, length, why)
+    p.connect(why, 0, p.obj(20, 150, "s gb_malformed"))
+    return p
+
+
 def record_name_check() -> Patch:
     """Subpatch: a /record name must be a plain file name, so a sender can only write into the
     recordings folder: 1 to 64 bytes, no '/' or '\\', no control characters, not starting with '.'."""
@@ -1276,9 +1362,18 @@ def osc() -> Patch:
               "Every incoming message is checked (address, count, types, ranges) before it reaches the "
               "engine; anything else is dropped, counted and printed, and the patch plays on. Raw "
               "packets can also be injected on gb_osc_bytes (the render harness does).", 110)
-    lb = p.obj(20, 110, "loadbang")
-    lt = p.obj(20, 140, "t b b b")
-    p.connect(lb, 0, lt)
+    # Ports from `pd -send "gb_ports ..."` (delivered after the patch has loaded, before the scheduler
+    # starts) are applied at once; the creation arguments or defaults only one tick after load, and only
+    # if no gb_ports came first: Pd never binds the default port when it was told another, and the
+    # first /hello goes to the right runtime.
+    lb = p.obj(20, 80, "loadbang")
+    tick = p.obj(20, 110, "del 0")
+    started = p.obj(20, 140, "t b b")
+    unset = p.obj(60, 170, "spigot 1")
+    lt = p.obj(60, 200, "t b b b")
+    p.chain(lb, tick, started)
+    p.connect(started, 1, unset)
+    p.connect(unset, 0, lt)
     rport = p.obj(300, 170, "f $2")
     rdef = p.obj(300, 200, "expr if($f1 > 0, $f1, 9000)")
     conn = p.msg(300, 230, "disconnect, connect 127.0.0.1 $1")
@@ -1289,30 +1384,42 @@ def osc() -> Patch:
     listen = p.msg(160, 230, "listen $1 127.0.0.1")
     p.connect(lt, 1, pport)
     p.chain(pport, pdef, listen)
-    ports = p.obj(800, 110, "r gb_ports")
-    ports_u = p.obj(800, 140, "unpack f f")
-    p.comment(800, 170, "pd -send 'gb_ports 9001 9000' sets both ports after load", 30)
-    p.connect(ports, 0, ports_u)
-    p.connect(ports_u, 0, pdef)
-    p.connect(ports_u, 1, rdef)
+    ports = p.obj(800, 80, "r gb_ports")
+    ports_t = p.obj(800, 110, "t b l")
+    ports_u = p.obj(860, 140, "unpack f f")
+    p.comment(960, 80, "pd -send 'gb_ports 9001 9000' sets both ports", 24)
+    p.connect(ports, 0, ports_t)
+    p.connect(ports_t, 1, ports_u)
+    p.connect(ports_u, 0, pport, 1)
+    p.connect(ports_u, 1, rport, 1)
+    apply = p.obj(800, 170, "t b b b")
+    p.connect(ports_t, 0, apply)
+    told = p.msg(620, 110, "0")
+    p.connect(apply, 2, told)
+    p.connect(told, 0, unset, 1)
+    p.connect(apply, 1, rport)
+    p.connect(apply, 0, pport)
     recv = p.obj(160, 270, "netreceive -u -b")
     p.connect(listen, 0, recv)
     send = p.obj(300, 820, "netsend -u -b")
     p.connect(conn, 0, send)
     inject = p.obj(20, 240, "r gb_osc_bytes")
     finite = p.subpatch(20, 280, "finite", finite_check())
-    parse = p.obj(20, 310, "oscparse")
+    parse = p.subpatch(20, 310, "parse", parse_check())
     size = p.subpatch(240, 300, "size", size_check())
+    shape = p.subpatch(240, 330, "shape", shape_check())
     p.connect(recv, 0, size)
     p.connect(inject, 0, size)
-    p.connect(size, 0, finite)
+    p.connect(size, 0, shape)
+    p.connect(shape, 0, finite)
     p.connect(finite, 0, parse)
+    p.connect(send, 1, p.subpatch(440, 850, "reply_socket", reply_socket_drop()))
     trim = p.obj(20, 340, "list trim")
     route = p.obj(20, 370, "route model grain param trigger record ping pong")
     p.chain(parse, trim, route)
     # hello: on load and every 2 s until a /model arrives
     metro = p.obj(20, 200, "metro 2000")
-    p.connect(lt, 0, metro)
+    p.connect(started, 0, metro)
     hello = p.obj(20, 790, "oscformat hello")
     p.connect(metro, 0, hello)
     p.connect(hello, 0, send)

@@ -210,9 +210,14 @@ def pd_log_tail(options: Options, lines: int = 15) -> str:
 def send_record(pd_port: int, on: bool, path: Path | None = None) -> None:
     """OSC /record to Pd (docs/osc.md): on=1 starts writing `path`, on=0 closes the file. Pd takes only
     the file name: its recordings folder was set to path's folder when it started (gb_record_dir)."""
-    import pyliblo3 as liblo
+    from runtime.liblo_binding import liblo
+    from runtime.osc_socket import OscSocket
 
-    liblo.send(liblo.Address(HOST, pd_port, liblo.UDP), "/record", 1 if on else 0, path.name if path else "")
+    sender = OscSocket(HOST, 0, max_datagram=0)  # bound to 127.0.0.1 like every socket of the box
+    try:
+        sender.send(pd_port, liblo.Message("/record", 1 if on else 0, path.name if path else ""))
+    finally:
+        sender.close()
 
 
 def wav_is_closed(path: Path) -> bool:
