@@ -24,6 +24,7 @@
 set -u
 umask 022
 
+PD_FRESH_S=6         # the runtime pings Pd every 2 s; not heard for longer means Pd is not running
 STATUS_FRESH_S=6     # the runtime rewrites status.json at least every 2 s; older means it is not running
 LOCK_WAIT_S=15       # how long a flash waits for another one on the same box to finish
 # A live flash writes its pid in the command right after the lock's mkdir, microseconds later; 10 s is
@@ -47,6 +48,8 @@ json_value() {
     case $_rest in
         \"*) _rest=${_rest#\"}; printf '%s\n' "${_rest%%\"*}" ;;
         null*) ;;
+        true*) echo true ;;
+        false*) echo false ;;
         *) printf '%s\n' "${_rest%%[!0-9.-]*}" ;;
     esac
 }
@@ -152,6 +155,23 @@ wait_for_sha() {
     done
 }
 
+# Wait until Pd has accepted the runtime's /model for the current model (status.json pd_model_accepted,
+# from Pd's /model_ok), at most TIMEOUT s. Returns 2 at once when Pd is not running (the runtime has not
+# heard it for PD_FRESH_S): it gets the model when it starts. Sets WAIT_WHY on failure.
+wait_for_pd() {
+    _timeout=$1; _start=$(date +%s); WAIT_WHY=""
+    while :; do
+        [ "$(json_value "$STATUS" pd_model_accepted)" = true ] && return 0
+        _heard=$(json_value "$STATUS" pd_last_heard_s)
+        if [ -z "$_heard" ] || [ "${_heard%.*}" -ge "$PD_FRESH_S" ]; then return 2; fi
+        if [ $(( $(date +%s) - _start )) -ge "$_timeout" ]; then
+            WAIT_WHY="Pd did not accept the model's /model within ${_timeout} s (see its log: journalctl -u grainbox-pd)"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
 # Make models/TARGET current (previous <- the old current), then confirm with the runtime; on failure
 # swap both links back. CREATED=1 means TARGET was written by this flash and is removed on failure.
 activate() {
@@ -182,8 +202,16 @@ activate() {
         release_lock; exit 0
     fi
     if wait_for_sha "$_sha" "$_timeout" "$_fail0"; then
-        prune "$_keep"
-        printf 'result ok the runtime plays %s\n' "$_target"; release_lock; exit 0
+        _pd=0; wait_for_pd "$_timeout" || _pd=$?
+        if [ "$_pd" != 1 ]; then
+            prune "$_keep"
+            if [ "$_pd" = 0 ]; then
+                printf 'result ok the runtime and Pd play %s\n' "$_target"
+            else
+                printf 'result ok the runtime plays %s; Pd is not running and gets it when it starts\n' "$_target"
+            fi
+            release_lock; exit 0
+        fi
     fi
     _why=$WAIT_WHY
     restore_link current "$_old"

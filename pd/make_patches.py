@@ -12,13 +12,16 @@ Naming: every global send/receive and array starts with `gb_` and uses underscor
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from pdwriter import Patch
 
 HERE = Path(__file__).resolve().parent
-MAX_SLOTS = 16  # /model may ask for up to this many grain slots
+# What the box can play, shared with the runtime's check and box.toml: the patch applies the same limits.
+LIMITS = json.loads((HERE.parent / "runtime" / "limits.json").read_text())
+MAX_SLOTS = LIMITS["slots"]["max"]  # /model may ask for up to this many grain slots
 GUARD = 3  # each slot table holds [g[G-1], g[0] .. g[G-1], g[0], g[1]] so [tabread4~] wraps smoothly
 RING = 4  # tables per slot: a new grain goes into a table no voice is reading (double buffering, x4)
 VOICES = 32  # [clone]d grain voices; the `voices` parameter uses the first n of them
@@ -974,7 +977,7 @@ def check(spec: str, count_expr: str | None = None) -> Patch:
     return p
 
 
-MAX_PACKET = 65536 * 4 + 64  # the largest /grain /model allows, in bytes
+MAX_PACKET = LIMITS["grain_size"]["max"] * 5 + 64  # the largest /grain /model allows, in bytes
 
 
 def finite_check() -> Patch:
@@ -1101,8 +1104,8 @@ def shape_check() -> Patch:
     p.connect(sel, 0, store)
     p.connect(store, 0, p.obj(200, 300, "outlet"))
     bad = p.obj(400, 300, "s gb_malformed")
-    for outlet, (x, why) in enumerate([(300, "bundle"), (400, "not an OSC packet"), (500, "truncated packet")],
-                                      start=1):
+    reasons = [(300, "bundle"), (400, "not an OSC packet"), (500, "truncated packet")]
+    for outlet, (x, why) in enumerate(reasons, start=1):
         kept = p.obj(x, 220, "f")  # this packet's length, reported if it is dropped for this reason
         p.connect(size, 0, kept, 1)
         p.connect(sel, outlet, kept)
@@ -1444,9 +1447,10 @@ def osc() -> Patch:
     reject(cm, 1, 20, 440, "model wants sr grain latent slots")
     mt = p.obj(20, 470, "t l l")
     p.connect(cm, 0, mt)
-    rng = p.obj(20, 500, "expr $f1 == int($f1) && $f1 >= 1000 && $f1 <= 384000 && $f2 == int($f2) && "
-                         f"$f2 >= 16 && $f2 <= 65536 && $f3 >= 0 && $f4 == int($f4) && $f4 >= 1 && "
-                         f"$f4 <= {MAX_SLOTS}")
+    sr, grain, slots = LIMITS["sample_rate"], LIMITS["grain_size"], LIMITS["slots"]
+    rng = p.obj(20, 500, f"expr $f1 == int($f1) && $f1 >= {sr['min']} && $f1 <= {sr['max']} && "
+                         f"$f2 == int($f2) && $f2 >= {grain['min']} && $f2 <= {grain['max']} && $f3 >= 0 && "
+                         f"$f4 == int($f4) && $f4 >= {slots['min']} && $f4 <= {slots['max']}")
     p.connect(mt, 0, rng)
     mstore = p.obj(20, 560, "list store")
     p.connect(mt, 1, mstore, 1)
@@ -1459,12 +1463,16 @@ def osc() -> Patch:
     p.connect(mb, 0, stop)
     p.connect(stop, 0, metro)
     p.connect(mb, 1, mstore)
-    mt2 = p.obj(20, 650, "t l l")
+    # right to left: apply the model, show it, then tell the runtime it was accepted (/model_ok)
+    mt2 = p.obj(20, 650, "t l l l")
     p.connect(mstore, 0, mt2)
     ms = p.obj(20, 680, "s gb_model_in")
-    p.connect(mt2, 0, ms)
+    p.connect(mt2, 2, ms)
     mshow = p.obj(120, 680, "unpack f f f f")
     p.connect(mt2, 1, mshow)
+    accepted = p.obj(460, 760, "oscformat model_ok")
+    p.connect(mt2, 0, accepted)
+    p.connect(accepted, 0, send)
     for k, n in enumerate(["sr", "grain", "latent", "slots"]):
         s = p.obj(120 + 80 * k, 710 + 0 * k, f"s gb_{n}_show")
         p.lines[s] = f"#X obj {120 + 10 * k} {710 + 25 * k} s gb_{n}_show;"

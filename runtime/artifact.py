@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from runtime.limits import GRAIN_SIZE, LATENT_DIM, SAMPLE_RATE
+
 SUPPORTED_SCHEMAS = (1,)
 METADATA_FILE = "grainbox.json"
 METHODS = ("decode", "encode")
@@ -265,6 +267,9 @@ def _check_metadata_fields(meta: dict[str, Any]) -> None:
             )
         if kind is int and value <= 0:
             raise ModelError(f"{METADATA_FILE} `{key}` must be > 0, found {value}; {FIX_EXPORT}")
+    for limit in (SAMPLE_RATE, GRAIN_SIZE, LATENT_DIM):
+        if why := limit.refuses(meta[limit.name]):
+            raise ModelError(f"the box cannot play this model: {why}; {FIX_EXPORT} (runtime/limits.json)")
     if not meta["name"].strip():
         raise ModelError(f"{METADATA_FILE} `name` is empty; {FIX_EXPORT} with --name")
     if not all(isinstance(n, str) for n in meta["anchor_names"]):

@@ -268,6 +268,7 @@ class Box:
             "osc_last_drop": self.link.last_drop,
             "osc_drops": dict(self.link.drops),  # by reason (docs/box.md)
             "pd_hellos_received": self.link.hello.requested,
+            "pd_model_accepted": self.link.pd_plays_model,  # Pd answered this model's /model: /model_ok
             "reload_requests": self.reload_requests,
             "decodes": self.engine.decodes,
             "decode_requests": self.engine.requests,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.limits import SLOTS
 from runtime.text import excerpt, shown_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,7 +132,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
     "state": {"dir": ("state_dir", _path)},
     "osc": {"listen_port": ("listen_port", _PORT), "pd_port": ("pd_port", _PORT)},
     "engine": {
-        "slots": ("slots", _integer(1, 32)),
+        "slots": ("slots", _integer(SLOTS.low, SLOTS.high)),  # what the patch holds (runtime/limits.json)
         "spray": ("spray", _number(0, 8)),
         "seed": ("seed", _integer(0, 2**31 - 1)),
     },

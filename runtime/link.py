@@ -30,7 +30,7 @@ HOST = "127.0.0.1"  # never "localhost": it may resolve to ::1 while Pd binds IP
 NUM_KNOBS = 8
 LOGGED_DROPS = 10  # log the first few drops in full, then one line per DROP_LOG_EVERY
 DROP_LOG_EVERY = 1000
-PD_SAYS = ("/hello", "/ack", "/pong")  # what only Pd sends: proof that Pd is alive
+PD_SAYS = ("/hello", "/ack", "/pong", "/model_ok")  # what only Pd sends: proof that Pd is alive
 RECENT_SUMS = 64  # /acks lag the sends by a few grains while a knob sweeps
 MAX_INCOMING = 256  # bytes: the longest message Pd sends the runtime is 20 (/ack slot checksum)
 HELLO_EVERY_S = 0.5  # at most two full resends a second, however many /hello arrive
@@ -138,6 +138,8 @@ class Link:
         self.last_heard: float | None = None  # time.monotonic() of the last valid /hello, /ack or /pong
         # slot -> sums of the samples of the last few grains sent, newest last, to check Pd's /ack against
         self.sent_sums: dict[int, deque[float]] = defaultdict(lambda: deque(maxlen=RECENT_SUMS))
+        self.model_sent: tuple[int, int, int, int] | None = None  # the last /model's values
+        self.model_accepted: tuple[int, int, int, int] | None = None  # the last /model_ok's, from Pd
         self.hello = Coalescer(HELLO_EVERY_S, handlers.on_hello)
         self._routes: dict[str, tuple[str, Callable[..., None]]] = {
             "/hello": ("", self._hello),
@@ -147,6 +149,7 @@ class Link:
             "/ping": ("i", self._ping),
             "/pong": ("i", self._pong),
             "/reload": ("", self._reload),
+            "/model_ok": ("ffff", self._model_ok),
         }
 
     def start(self) -> None:
@@ -162,7 +165,15 @@ class Link:
     # ------------------------------------------------------------------------------------------ sending
 
     def send_model(self, model: Model, slots: int) -> None:
-        self._send(liblo.Message("/model", model.sample_rate, model.grain_size, model.latent_dim, slots))
+        values = (model.sample_rate, model.grain_size, model.latent_dim, slots)
+        self.model_sent = values
+        self.model_accepted = None  # until Pd answers this one
+        self._send(liblo.Message("/model", *values))
+
+    @property
+    def pd_plays_model(self) -> bool:
+        """Pd answered the last /model sent with /model_ok and the same values: it accepted it."""
+        return self.model_sent is not None and self.model_accepted == self.model_sent
 
     def send_grains(self, grains: np.ndarray, first_slot: int = 0) -> None:
         """One /grain per slot, from first_slot on: slot index, then its G samples as 32-bit floats."""
@@ -264,3 +275,7 @@ class Link:
 
     def _reload(self) -> None:
         self.handlers.on_reload()
+
+    def _model_ok(self, sample_rate: float, grain_size: float, latent_dim: float, slots: float) -> None:
+        _finite(sample_rate, grain_size, latent_dim, slots)
+        self.model_accepted = (int(sample_rate), int(grain_size), int(latent_dim), int(slots))

@@ -81,20 +81,22 @@ def read_status(root: Path) -> dict:
 class BoxRuntime:
     """The real runtime (`python -m runtime run --controls none`) playing a box root's `current`.
 
-    No Pd runs: the runtime's UDP sends to a port nobody listens on are harmless. `wait_for(sha)` returns
+    No Pd runs unless a test starts one on `pd_port`: the runtime's UDP sends to a port nobody listens on
+    are harmless. `wait_for(sha)` returns
     once status.json reports that model. `freeze()` / `thaw()` stop and continue the process (SIGSTOP /
     SIGCONT): a runtime that hangs and never reports a new model.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, pd_port: int | None = None) -> None:
         self.root = Path(root)
+        self.osc_port, self.pd_port = free_udp_port(), pd_port or free_udp_port()
         self.log_path = self.root.parent / f"runtime-{self.root.name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "runtime", "run", "--model", str(self.root / "models" / "current"),
              "--state-dir", str(self.root / "state"), "--controls", "none",
-             "--osc-port", str(free_udp_port()), "--pd-port", str(free_udp_port())],
+             "--osc-port", str(self.osc_port), "--pd-port", str(self.pd_port)],
             cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_for(self, sha: str, timeout: float = 60) -> dict:

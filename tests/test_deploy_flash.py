@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO, free_tcp_port
+from tests.conftest import REPO, free_tcp_port, free_udp_port
 from tests.deploy_box import (
     FLASH,
     PYTHON,
@@ -33,6 +33,7 @@ from tests.deploy_box import (
     snapshot,
 )
 from tests.model_fixtures import write_broken, write_valid
+from tests.runtime_pd import PdProcess, pd_available
 from tests.sshd import Sshd
 
 
@@ -89,7 +90,30 @@ def test_flash_over_ssh_updates_current_and_the_runtime_reports_the_new_hash(
     assert sha256_of(box / "models" / new_file) == sha256_of(models["new"])
     assert read_status(box)["model_sha256"] == sha256_of(models["new"])
     assert f"{sshd.target}  ok" in result.stdout
+    assert "Pd is not running and gets it when it starts" in result.stdout  # no Pd in this test
     assert not list((box / "models").glob(".incoming-*")), "the staging file was left behind"
+
+
+@pytest.mark.skipif(not pd_available(), reason="needs Pd (apt: puredata-core)")
+def test_flash_waits_until_pd_has_accepted_the_new_model(
+        sshd: Sshd, box: Path, models: dict[str, Path], tmp_path: Path) -> None:
+    pd_port = free_udp_port()
+    runtime = BoxRuntime(box, pd_port=pd_port)
+    pd = PdProcess(tmp_path / "pd", pd_port, runtime.osc_port)
+    pd.start()
+    try:
+        runtime.wait_for(sha256_of(models["old"]))
+        deadline = time.monotonic() + 60
+        while not read_status(box).get("pd_model_accepted") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result = flash(*over_ssh(sshd, box, models["new"], sshd.target))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok the runtime and Pd play" in result.stdout, result.stdout
+        status = read_status(box)
+        assert status["model_sha256"] == sha256_of(models["new"]) and status["pd_model_accepted"] is True
+    finally:
+        pd.kill()
+        runtime.stop()
 
 
 def test_corrupt_model_is_refused_before_any_copy(sshd: Sshd, box: Path, models: dict[str, Path]) -> None:

@@ -56,7 +56,8 @@ def test_example_box_toml_values_are_the_defaults_except_the_box_paths() -> None
         ("[controls]\nsmoothing = 0", ["smoothing = 0", "a number > 0 and <= 1"]),
         ("[mapping]\npot3 = 'pitch'", ["pot3 = 'pitch'", "'axis1'", "'transpose'", "'spray'"]),
         ("[mapping]\nbutton_press = true", ["button_press = True", "'freeze'"]),
-        ("[engine]\nslots = 0", ["slots = 0", "from 1 to 32"]),
+        ("[engine]\nslots = 0", ["slots = 0", "from 1 to 16"]),
+        ("[engine]\nslots = 17", ["slots = 17", "from 1 to 16"]),  # the patch holds 16
         ("[osc]\nlisten_port = 9001", ["both 9001"]),
         ("[pins]\nencoder_a = 22", ["encoder_button and encoder_a are both GPIO22"]),
         ("[pins]\nencoder_b = 10", ["encoder_b = 10 is an SPI0 pin"]),
