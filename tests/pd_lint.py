@@ -1,0 +1,253 @@
+"""Read Pd patch files the way Pd lays them out, to check what a Pd user sees: boxes that lie on top of
+one another, and send/receive names that are global where they should be local (`$0-`).
+
+Box sizes follow Pd 0.53's own rules (src/g_rtext.c and the IEM GUI sizes): a text box is as wide as its
+longest line (wrapped at 60 characters, or at its `, f N` width) times the font's character width, plus
+2 + 2 pixels of margin, and as high as its lines times the font height plus 3 + 2. Font metrics are Pd's
+sys_fontspec table (s_main.c). A [cnv] is a background and never counts as overlapping.
+
+    python -m tests.pd_lint pd/*.pd     # one line per problem, and a summary per file
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FONTS = {8: (5, 11), 10: (6, 13), 12: (7, 16), 16: (10, 19), 24: (14, 29), 36: (22, 44)}  # size: (w, h)
+DEFAULT_WIDTH = 60  # characters: Pd wraps a box without a width at this column
+LMARGIN, RMARGIN, TMARGIN, BMARGIN = 2, 2, 3, 2
+# Objects whose first argument is a send/receive/storage name that is visible to every patch in Pd.
+NAMED = {"s", "send", "r", "receive", "v", "value", "table", "array", "s~", "send~", "r~", "receive~",
+         "throw~", "catch~", "delwrite~", "delread~", "delread4~", "vd~", "tabread", "tabwrite",
+         "tabread4", "tabread~", "tabread4~", "tabwrite~", "tabplay~", "tabreceive~", "tabsend~",
+         "soundfiler", "text", "qlist"}  # fmt: skip
+
+
+@dataclass
+class Box:
+    kind: str  # obj, msg, text, floatatom, symbolatom, gui, cnv, subpatch
+    x: int
+    y: int
+    width: int
+    height: int
+    text: str
+    line: int  # 1-based line in the file, for messages
+
+    def overlaps(self, other: Box) -> bool:
+        """The two rectangles share some area (touching edges do not count)."""
+        return (self.x < other.x + other.width and other.x < self.x + self.width
+                and self.y < other.y + other.height and other.y < self.y + self.height)  # fmt: skip
+
+
+@dataclass
+class Canvas:
+    name: str
+    font: int
+    width: int
+    height: int
+    boxes: list[Box] = field(default_factory=list)
+    children: list[Canvas] = field(default_factory=list)
+
+    def walk(self) -> list[Canvas]:
+        return [self, *(c for child in self.children for c in child.walk())]
+
+
+def records(text: str) -> list[tuple[int, str]]:
+    """The patch's records (`#X obj ...;`), each with the line it starts on; escaped `\\;` stays inside."""
+    out, start, line, buf = [], 1, 1, []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            buf.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == ";":
+            record = "".join(buf).strip()
+            if record:
+                out.append((start, record))
+            buf = []
+            i += 1
+            # the next record starts after the newline that follows
+            while i < len(text) and text[i] in " \n":
+                if text[i] == "\n":
+                    line += 1
+                i += 1
+            start = line
+            continue
+        if ch == "\n":
+            line += 1
+        buf.append(ch)
+        i += 1
+    return out
+
+
+def shown(atoms: list[str]) -> str:
+    """The text Pd shows for a box's atoms: escapes undone, one space between atoms."""
+    return " ".join(re.sub(r"\\(.)", r"\1", a) for a in atoms)
+
+
+def text_size(text: str, font: int, width_chars: int = 0, is_comment: bool = False) -> tuple[int, int]:
+    fw, fh = FONTS.get(font, FONTS[12])
+    limit = width_chars or DEFAULT_WIDTH
+    lines, columns = 0, 0
+    for paragraph in text.split("\n"):
+        words, current = paragraph.split(" "), ""
+        for word in words:
+            candidate = f"{current} {word}" if current else word
+            if len(candidate) <= limit:
+                current = candidate
+                continue
+            while len(word) > limit:  # no space to break at: cut at the limit
+                if current:
+                    columns, lines, current = max(columns, len(current)), lines + 1, ""
+                columns, lines, word = max(columns, limit), lines + 1, word[limit:]
+            if current:
+                columns, lines = max(columns, len(current)), lines + 1
+            current = word
+        columns, lines = max(columns, len(current)), lines + 1
+    columns = width_chars or max(columns, 1 if is_comment else 3)
+    return columns * fw + LMARGIN + RMARGIN, max(lines, 1) * fh + TMARGIN + BMARGIN
+
+
+def gui_size(atoms: list[str], font: int) -> tuple[int, int] | None:
+    """Width and height of an IEM GUI object from its creation arguments (labels not included)."""
+    name, args = atoms[0], atoms[1:]
+    try:
+        if name in ("tgl", "bng"):
+            return int(args[0]), int(args[0])
+        if name in ("hsl", "vsl", "cnv", "vu"):
+            w, h = (int(args[1]), int(args[2])) if name == "cnv" else (int(args[0]), int(args[1]))
+            return w, h
+        if name in ("hradio", "vradio"):
+            size, count = int(args[0]), int(args[3])
+            return (size * count, size) if name == "hradio" else (size, size * count)
+        if name == "nbx":
+            digits, height = int(args[0]), int(args[1])
+            fw, _ = FONTS.get(font, FONTS[12])
+            return digits * fw + height // 2 + 4, height
+    except (IndexError, ValueError):
+        return None
+    return None
+
+
+def parse(path: Path, abstractions: dict[str, tuple[int, int]] | None = None) -> Canvas:
+    """The patch's canvases, each with its boxes sized as Pd draws them at zoom 1. `abstractions` gives
+    the on-parent size of graph-on-parent abstractions by name."""
+    abstractions = abstractions or {}
+    stack: list[Canvas] = []
+    root: Canvas | None = None
+    for line, record in records(path.read_text(errors="replace")):
+        atoms = record.split()
+        head = atoms[:2]
+        if head == ["#N", "canvas"]:
+            inherited = stack[-1].font if stack else 12
+            font = int(atoms[6]) if len(atoms) > 6 and atoms[6].isdigit() else inherited
+            name = atoms[6] if len(atoms) > 6 and not atoms[6].isdigit() else path.name
+            canvas = Canvas(name, font, int(atoms[4]), int(atoms[5]))
+            if stack:
+                stack[-1].children.append(canvas)
+            else:
+                root = canvas
+            stack.append(canvas)
+            continue
+        if head == ["#X", "restore"] and len(stack) > 1:
+            stack.pop()
+            parent = stack[-1]
+            label = shown(atoms[4:])
+            w, h = text_size(label, parent.font)
+            parent.boxes.append(Box("subpatch", int(atoms[2]), int(atoms[3]), w, h, label, line))
+            continue
+        if not stack or head[0] != "#X" or len(atoms) < 4:
+            continue
+        canvas = stack[-1]
+        kind = atoms[1]
+        if kind not in ("obj", "msg", "text", "floatatom", "symbolatom"):
+            continue
+        x, y = int(atoms[2]), int(atoms[3])
+        body = atoms[4:]
+        width_chars = 0
+        # a box with a set width ends in ", f N", the comma written against the word before it
+        if len(body) >= 3 and body[-2] == "f" and body[-1].isdigit() and body[-3].endswith(",") \
+                and not body[-3].endswith("\\,"):
+            width_chars = int(body[-1])
+            body = body[:-2]
+            body[-1] = body[-1][:-1]
+            if not body[-1]:
+                body = body[:-1]
+        if kind in ("floatatom", "symbolatom"):
+            chars = int(body[0]) or (5 if kind == "floatatom" else 10)
+            fw, fh = FONTS.get(canvas.font, FONTS[12])
+            canvas.boxes.append(Box(kind, x, y, chars * fw + 4, fh + 4, kind, line))
+            continue
+        if kind == "obj" and body:
+            size = gui_size(body, canvas.font)
+            if size is not None:
+                box_kind = "cnv" if body[0] == "cnv" else "gui"
+                canvas.boxes.append(Box(box_kind, x, y, size[0], size[1], body[0], line))
+                continue
+            if body[0] in abstractions:
+                w, h = abstractions[body[0]]
+                canvas.boxes.append(Box("obj", x, y, w, h, shown(body), line))
+                continue
+        text = shown(body)
+        w, h = text_size(text, canvas.font, width_chars, is_comment=(kind == "text"))
+        canvas.boxes.append(Box(kind, x, y, w, h, text, line))
+    if root is None:
+        raise ValueError(f"{path}: no '#N canvas' record: not a Pd patch")
+    return root
+
+
+def gop_sizes(folder: Path) -> dict[str, tuple[int, int]]:
+    """Graph-on-parent abstractions in `folder`: name -> the size their instances show on a parent."""
+    sizes = {}
+    for path in folder.glob("*.pd"):
+        match = re.search(r"^#X coords \S+ \S+ \S+ \S+ (\d+) (\d+) ([12])", path.read_text(), re.M)
+        if match:
+            sizes[path.stem] = (int(match.group(1)), int(match.group(2)))
+    return sizes
+
+
+def overlaps(canvas: Canvas) -> list[tuple[Box, Box]]:
+    """Pairs of boxes in one canvas that lie on top of each other ([cnv] backgrounds excluded)."""
+    boxes = [b for b in canvas.boxes if b.kind != "cnv"]
+    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+
+
+def global_names(canvas: Canvas) -> list[tuple[Box, str]]:
+    """Names of sends, receives, values, tables and arrays that are not local to the patch (`$0-`)."""
+    found = []
+    for c in canvas.walk():
+        for box in c.boxes:
+            if box.kind != "obj":
+                continue
+            atoms = box.text.split()
+            if len(atoms) >= 2 and atoms[0] in NAMED and not atoms[1].startswith(("$0", "$1", "-")):
+                if atoms[0] == "array" and atoms[1] not in ("define",):
+                    continue
+                name = atoms[2] if atoms[0] in ("array", "text") and len(atoms) > 2 else atoms[1]
+                if not name.startswith("$0") and not name.lstrip("-").replace(".", "").isdigit():
+                    found.append((box, name))
+    return found
+
+
+def main(paths: list[str]) -> int:
+    problems = 0
+    for name in paths:
+        path = Path(name)
+        root = parse(path, gop_sizes(path.parent))
+        stacked = [(c, pair) for c in root.walk() for pair in overlaps(c)]
+        names = global_names(root)
+        for canvas, (a, b) in stacked:
+            where = f"{path}:{a.line}: [{a.text[:30]}]"
+            print(f"{where} overlaps [{b.text[:30]}] (line {b.line}) in {canvas.name}")
+        print(f"{path}: {len(stacked)} overlapping pairs, {len(set(n for _, n in names))} global names")
+        problems += len(stacked)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
