@@ -14,6 +14,7 @@ import json
 import statistics
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def load_model(path: str | Path, probe_repeats: int = 5) -> Model:
     """Read, validate and probe the artifact at `path`; raise ModelError naming the first problem found."""
     path = Path(path)
     data = _read_bytes(path)
+    _check_archive_crcs(data, path)
     module, meta_text = _load_torchscript(data, path)
     meta = _parse_metadata(meta_text)
     _check_schema(meta)
@@ -97,8 +99,8 @@ def load_model(path: str | Path, probe_repeats: int = 5) -> Model:
     _check_metadata_fields(meta)
     _check_consistency(meta, buffers)
     _check_navigation(buffers)
+    warnings = _check_content_hash(module, meta)
     decode_ms = _probe(module, buffers, meta, probe_repeats)
-    warnings = _content_hash_warnings(module, meta)
     return Model(
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -183,6 +185,22 @@ def _load_torchscript(data: bytes, path: Path) -> tuple[torch.jit.ScriptModule, 
     module.eval()
     text = extra[METADATA_FILE]
     return module, text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+
+
+def _check_archive_crcs(data: bytes, path: Path) -> None:
+    """Every member of the archive must match the CRC-32 its zip header records. torch.jit.load does not
+    look (a TorchScript archive stores its members uncompressed), so a few zeroed KiB inside a weight
+    file load fine and play garbage: bit rot on a card, a bad copy."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError):
+        return  # not a readable zip at all: _load_torchscript names that problem
+    if damaged is not None:
+        raise ModelError(
+            f"{path} is damaged: its member {damaged} fails the archive's CRC-32 check (bit rot or a bad "
+            f"copy); copy the model again, or re-export it"
+        )
 
 
 def _looks_truncated(message: str) -> bool:
@@ -392,13 +410,17 @@ def _short_reason(e: Exception) -> str:
     return lines[-1] if "TorchScript interpreter" in lines[0] else lines[0]
 
 
-def _content_hash_warnings(module: torch.jit.ScriptModule, meta: dict[str, Any]) -> list[str]:
-    # A mismatch means the weights changed after export, or a different hashing; worth saying, not refusing:
-    # the file's own sha256 is what identifies it on the box.
+def _check_content_hash(module: torch.jit.ScriptModule, meta: dict[str, Any]) -> list[str]:
+    """The weights must hash to what the export recorded: anything else is a model changed or damaged
+    after export, and the box refuses it. An export too old to record the hash only gets a warning."""
     expected = meta.get("content_hash")
     if not isinstance(expected, str) or not expected:
-        return ["grainbox.json has no content_hash"]
+        return [f"{METADATA_FILE} has no content_hash, so damaged weights cannot be told apart"]
     actual = content_hash(module)
     if actual != expected:
-        return [f"content_hash in grainbox.json ({expected[:12]}) differs from the weights ({actual[:12]})"]
+        raise ModelError(
+            f"the weights do not match the content_hash recorded at export ({expected[:12]}, the weights "
+            f"hash to {actual[:12]}): the model was changed or damaged after export; copy it again, or "
+            f"{FIX_EXPORT}"
+        )
     return []

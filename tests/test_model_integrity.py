@@ -1,0 +1,65 @@
+"""A model damaged after export is refused, never played: bit rot inside the archive (a CRC-32 error)
+and weights that no longer hash to the export's content_hash."""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from runtime.__main__ import main
+from runtime.artifact import ModelError, load_model
+from tests import model_fixtures
+
+
+def zero_inside_the_largest_member(path: Path, size: int = 4096) -> str:
+    """Overwrite `size` bytes in the middle of the archive's largest member with zeros; its name."""
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)
+    data = bytearray(path.read_bytes())
+    header = member.header_offset  # the local file header: 30 bytes, then its name and extra field
+    name_length, extra_length = struct.unpack("<HH", data[header + 26 : header + 30])
+    start = header + 30 + name_length + extra_length
+    middle = start + member.file_size // 2 - size // 2
+    assert member.file_size > size and any(data[middle : middle + size]), "nothing to damage there"
+    data[middle : middle + size] = bytes(size)
+    path.write_bytes(bytes(data))
+    return member.filename
+
+
+@pytest.fixture
+def rotten(tmp_path: Path) -> tuple[Path, str]:
+    path = model_fixtures.write_valid(tmp_path / "model.ts")
+    return path, zero_inside_the_largest_member(path)
+
+
+def test_a_crc_error_inside_the_archive_is_refused(rotten: tuple[Path, str]) -> None:
+    path, member = rotten
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() == member  # what zipfile itself reports
+    with pytest.raises(ModelError) as raised:
+        load_model(path)
+    assert f"its member {member} fails the archive's CRC-32 check" in str(raised.value)
+
+
+def test_runtime_check_refuses_the_rotten_model_in_one_line(
+    rotten: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = rotten
+    assert main(["check", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "OK: the box can play" not in out and err.count("\n") == 1 and "copy the model again" in err
+
+
+def test_weights_that_do_not_match_the_content_hash_are_refused(tmp_path: Path) -> None:
+    path = model_fixtures._with_metadata(tmp_path / "model.ts", content_hash="0" * 64)
+    with pytest.raises(ModelError) as raised:
+        load_model(path)
+    assert "do not match the content_hash recorded at export (000000000000" in str(raised.value)
+
+
+def test_an_export_without_a_content_hash_plays_with_a_warning(tmp_path: Path) -> None:
+    path = model_fixtures._with_metadata(tmp_path / "model.ts", content_hash=None)
+    assert any("no content_hash" in w for w in load_model(path).warnings)
