@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import statistics
 import time
@@ -34,6 +35,14 @@ MIN_AXES = 8
 UNIT_TOLERANCE = 1e-3
 # Grains are written by tanh or clamp; allow the rounding of a float32 at 1.0 and nothing more.
 RANGE_TOLERANCE = 1e-6
+# A tanh decoder whose weights blew up (diverged, or scaled by 1e30) still outputs [-1, 1], as a square
+# wave: refuse grains at the probe points that sit at full scale for more than half their samples. The
+# factory model has none there (0 %), and 18 % even at the corners of the knob box.
+SATURATED_LEVEL, SATURATED_SHARE = 0.999, 0.5
+PROBE_BATCH = 256  # decode the reachable points in batches: bounded memory on a Pi
+SPRAY_PROBE = 1.0  # box.toml's default spray: the cloud around the knob box's extreme corners
+SPRAY_DIRECTIONS = 15  # one per extra slot at the default 16 slots
+MAX_CORNER_AXES = 10  # 2**10 corners per anchor at most (the knobs address 8 axes)
 
 FIX_EXPORT = "re-export it with `python -m trainer export`"
 
@@ -100,6 +109,7 @@ def load_model(path: str | Path, probe_repeats: int = 5) -> Model:
     _check_consistency(meta, buffers)
     _check_navigation(buffers)
     warnings = _check_content_hash(module, meta)
+    _check_weights_finite(module)
     decode_ms = _probe(module, buffers, meta, probe_repeats)
     return Model(
         path=path,
@@ -122,16 +132,23 @@ def content_hash(module: torch.nn.Module) -> str:
     """sha256 over the module's state tensors as float32 little-endian, in sorted name order, then over the
     tensor constants of `decode` and `encode` in graph order (a frozen module keeps its weights there)."""
     digest = hashlib.sha256()
-    for _, tensor in sorted(module.state_dict().items()):
+    for _, tensor in _weight_tensors(module):
         digest.update(_float_bytes(tensor))
+    return digest.hexdigest()
+
+
+def _weight_tensors(module: torch.nn.Module) -> list[tuple[str, Tensor]]:
+    """The module's state tensors in sorted name order, then the tensor constants of decode and encode
+    in graph order (a frozen module keeps its weights there)."""
+    tensors = sorted(module.state_dict().items())
     if isinstance(module, torch.jit.ScriptModule):
         for name in METHODS:
             method = getattr(module, name, None)
             graph = getattr(method, "graph", None)
-            for node in graph.findAllNodes("prim::Constant") if graph is not None else ():
+            for index, node in enumerate(graph.findAllNodes("prim::Constant") if graph is not None else ()):
                 if node.hasAttribute("value") and node.kindOf("value") == "t":
-                    digest.update(_float_bytes(node.t("value")))
-    return digest.hexdigest()
+                    tensors.append((f"{name} constant {index}", node.t("value")))
+    return tensors
 
 
 def _float_bytes(tensor: Tensor) -> bytes:
@@ -342,9 +359,41 @@ def probe_points(b: dict[str, Tensor]) -> Tensor:
     return torch.cat([b["anchors"], b["center"] + reach, b["center"] - reach])
 
 
+def reachable_points(b: dict[str, Tensor], spray: float = SPRAY_PROBE, seed: int = 0) -> Tensor:
+    """Every latent point the knob box reaches at its extremes: each anchor with the axis knobs at every
+    corner (each axis at -2 or +2 spreads, as runtime.engine maps a knob at 0 or 1), and the spray cloud
+    (standard normal directions in axis units, as the engine draws them) around each anchor's two
+    extreme corners at full spray."""
+    anchors, axes, scales = b["anchors"], b["axes"], b["scales"]
+    k = min(axes.shape[0], MAX_CORNER_AXES)
+    signs = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=k)))
+    offsets = (signs * 2 * scales[:k]) @ axes[:k]
+    corners = (anchors[:, None, :] + offsets[None]).reshape(-1, anchors.shape[1])
+    directions = torch.randn(SPRAY_DIRECTIONS, axes.shape[0], generator=torch.Generator().manual_seed(seed))
+    cloud = (directions * scales) @ axes
+    extremes = torch.cat([anchors + offsets[-1], anchors + offsets[0]])
+    sprayed = (extremes[:, None, :] + spray * cloud[None]).reshape(-1, anchors.shape[1])
+    return torch.cat([corners, sprayed])
+
+
+def _check_weights_finite(module: torch.nn.Module) -> None:
+    for name, tensor in _weight_tensors(module):
+        if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all():
+            raise ModelError(f"the weights hold NaN or inf ({name}): the model diverged; retrain it")
+
+
 def _probe(module: torch.jit.ScriptModule, b: dict[str, Tensor], meta: dict[str, Any], repeats: int) -> float:
     z = probe_points(b)
     grains = _checked_decode(module, z, meta)
+    saturated = float((grains.abs() >= SATURATED_LEVEL).float().mean())
+    if saturated > SATURATED_SHARE:
+        raise ModelError(
+            f"decode is at full scale in {saturated:.0%} of the samples at the probe points (hard-clipped "
+            f"noise, not sound): its weights blew up; retrain it"
+        )
+    reachable = reachable_points(b)
+    for first in range(0, len(reachable), PROBE_BATCH):
+        _checked_decode(module, reachable[first : first + PROBE_BATCH], meta)
     mu_logvar = _call(module.encode, grains[:2], "encode")
     if not (
         isinstance(mu_logvar, tuple)

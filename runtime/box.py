@@ -274,6 +274,8 @@ class Box:
             "decode_requests": self.engine.requests,
             "decodes_coalesced": self.engine.coalesced,
             "decode_errors": self.engine.errors,
+            "nonfinite_decodes": self.engine.nonfinite_decodes,  # decodes with NaN or inf, played as silence
+            "repaired_samples": self.engine.repaired_samples,
             "last_decode_ms": round(self.engine.last_decode_ms, 3),
             "torch_threads": torch.get_num_threads(),
             "anchor": self.performance.state.anchor,

@@ -114,6 +114,9 @@ class Engine:
         self.decodes = 0
         self.errors = 0
         self.repaired_samples = 0
+        self.nonfinite_decodes = 0  # decodes whose grains held NaN or inf (played as silence)
+        self._nonfinite_since: int | None = None  # self.nonfinite_decodes when the current episode began
+        self._decode_was_nonfinite = False  # in the decode being served now
         self.last_decode_ms = 0.0  # every slot of the last decode, sending excluded
         self.last_point_decode_ms = 0.0  # slot 0 alone: what a knob move waits for
 
@@ -216,11 +219,33 @@ class Engine:
         self._last_grains = grains
         self.last_points = z
         self.decodes += 1
+        self._report_nonfinite(state)
+
+    def _report_nonfinite(self, state: ControlState) -> None:
+        """One WARNING when decodes start giving NaN or inf, one INFO when they are finite again: a knob
+        parked in a bad corner must not write a line per grain."""
+        if self._decode_was_nonfinite:
+            if self._nonfinite_since is None:
+                self._nonfinite_since = self.nonfinite_decodes - 1
+                log.warning(
+                    "the model decodes NaN or inf at anchor %d, knobs %s: those grains play as silence "
+                    "(status.json nonfinite_decodes); the model needs retraining or a smaller spray",
+                    state.anchor, " ".join(f"{v:.2f}" for v in state.knobs),
+                )
+        elif self._nonfinite_since is not None:
+            log.info("decodes are finite again after %d with NaN or inf",
+                     self.nonfinite_decodes - self._nonfinite_since)
+            self._nonfinite_since = None
+        self._decode_was_nonfinite = False
 
     def _safe(self, grains: np.ndarray) -> np.ndarray:
-        # The probe checked the model at the points knobs reach; a spray far out could still find a NaN or
-        # an overshoot somewhere. Pd must never receive either: repair, count, keep playing.
-        bad = ~np.isfinite(grains) | (np.abs(grains) > 1)
+        # The check probed the knob box's corners and spray; a larger spray in box.toml could still find a
+        # NaN or an overshoot. Pd must never receive either: repair (NaN as silence), count, keep playing.
+        nonfinite = ~np.isfinite(grains)
+        if nonfinite.any() and not self._decode_was_nonfinite:
+            self._decode_was_nonfinite = True
+            self.nonfinite_decodes += 1
+        bad = nonfinite | (np.abs(grains) > 1)
         if bad.any():
             self.repaired_samples += int(bad.sum())
             grains = np.clip(np.nan_to_num(grains, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 # How a broken decode misbehaves; "" is a healthy model. TorchScript compiles the branch on a str attribute.
-FAILURES = ("", "nan", "shape", "range", "float64", "raise")
+FAILURES = ("", "nan", "shape", "range", "float64", "raise", "nan_far")
 
 
 class TinyGrainModel(nn.Module):
@@ -32,9 +32,11 @@ class TinyGrainModel(nn.Module):
         num_anchors: int = 4,
         seed: int = 0,
         failure: str = "",
+        far: float = 1.0,
     ) -> None:
         super().__init__()
         assert failure in FAILURES, failure
+        self.far = far  # "nan_far": how far up both axes must be for NaN
         gen = torch.Generator().manual_seed(seed)
         self.latent_dim = latent_dim
         self.failure = failure
@@ -59,6 +61,9 @@ class TinyGrainModel(nn.Module):
         x = torch.tanh(self.decoder(z))
         if self.failure == "nan":
             x = x * torch.where(z[:, :1] > -1e9, float("nan"), 1.0)
+        elif self.failure == "nan_far":  # NaN only where two axis knobs are both far up: a corner
+            far = ((z @ self.axes[0]) > self.far) & ((z @ self.axes[1]) > self.far)
+            x = x * torch.where(far, float("nan"), 1.0)[:, None]
         elif self.failure == "shape":
             x = x[:, : x.shape[1] // 2]
         elif self.failure == "range":

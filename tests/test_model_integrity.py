@@ -8,9 +8,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from runtime.__main__ import main
-from runtime.artifact import ModelError, load_model
+from runtime.artifact import ModelError, load_model, probe_points, reachable_points
 from tests import model_fixtures
 
 
@@ -63,3 +64,39 @@ def test_weights_that_do_not_match_the_content_hash_are_refused(tmp_path: Path) 
 def test_an_export_without_a_content_hash_plays_with_a_warning(tmp_path: Path) -> None:
     path = model_fixtures._with_metadata(tmp_path / "model.ts", content_hash=None)
     assert any("no content_hash" in w for w in load_model(path).warnings)
+
+
+def write_scaled(path: Path, factor: float, where: tuple[int, int] | None = None) -> Path:
+    """A valid model whose decoder weights are multiplied by `factor` (everywhere, or at one entry)."""
+    model = model_fixtures.TinyGrainModel()
+    with torch.no_grad():
+        if where is None:
+            model.decoder.weight.mul_(factor)
+        else:
+            model.decoder.weight[where] = factor
+    meta = model_fixtures.metadata_for(model)
+    return model_fixtures.save(model, path, meta)
+
+
+def test_weights_scaled_by_1e30_play_hard_clipped_noise_and_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError) as raised:
+        load_model(write_scaled(tmp_path / "model.ts", 1e30))
+    assert "at full scale in" in str(raised.value) and "hard-clipped" in str(raised.value)
+
+
+def test_an_inf_weight_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError) as raised:
+        load_model(write_scaled(tmp_path / "model.ts", float("inf"), where=(5, 3)))
+    assert "the weights hold NaN or inf" in str(raised.value)
+
+
+def test_nan_only_at_the_corners_of_the_knob_box_is_refused(tmp_path: Path) -> None:
+    model = model_fixtures.TinyGrainModel(failure="nan_far")
+    buffers = {name: getattr(model, name) for name in ("anchors", "center", "axes", "scales")}
+    with torch.no_grad():  # the precondition: the old probe points alone were all finite
+        assert torch.isfinite(model.decode(probe_points(buffers))).all()
+        assert not torch.isfinite(model.decode(reachable_points(buffers))).all()
+    path = model_fixtures.save(model, tmp_path / "model.ts", model_fixtures.metadata_for(model))
+    with pytest.raises(ModelError) as raised:
+        load_model(path)
+    assert "NaN or inf" in str(raised.value)

@@ -143,3 +143,33 @@ def test_a_new_model_sends_model_first_and_hello_resends_without_decoding(
     wait_until(lambda: len(sender.sent) == 6, what="the resend")
     assert sender.sent[4] == ("model", (512, 8)) and np.array_equal(sender.sent[5][1], sender.sent[3][1])
     assert engine_.decodes == 2
+
+
+def test_nan_beyond_the_checked_spray_is_counted_logged_once_per_episode_and_played_as_silence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.model_fixtures import TinyGrainModel, metadata_for, save
+
+    # NaN only where both of the first two axes are far up: out of the check's reach (spray 1), inside a
+    # box.toml spray of 8 with the knobs at their tops.
+    broken = TinyGrainModel(failure="nan_far", far=5.0)
+    model = load_model(save(broken, tmp_path / "far.ts", metadata_for(broken)))
+    sender = Recorder()
+    engine = Engine(model, sender, slots=16, spray_max=8.0, seed=3, layout=LAYOUT)
+    engine.start()
+    try:
+        with caplog.at_level("INFO", logger="runtime.engine"):
+            for k in range(3):  # the knob parked in the bad corner, three decodes
+                engine.request(ControlState(knobs=[1.0] * 7 + [1.0 - k * 1e-3]))
+                wait_until(lambda k=k: engine.decodes == k + 1 and idle(engine), what="the decode")
+            assert engine.nonfinite_decodes == 3
+            grains = sender.sent[-1][1]
+            assert np.isfinite(grains).all() and (grains == 0).all(axis=1).any()  # silence, not NaN
+            engine.request(ControlState(knobs=[0.5] * 8))  # back to the centre, no spray
+            wait_until(lambda: engine.decodes == 4 and idle(engine), what="the decode")
+        assert engine.nonfinite_decodes == 3
+        warnings = [r for r in caplog.records if "decodes NaN or inf" in r.getMessage()]
+        assert len(warnings) == 1 and "knobs 1.00" in warnings[0].getMessage()
+        assert any("finite again after 3" in r.getMessage() for r in caplog.records)
+    finally:
+        engine.close()
