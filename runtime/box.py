@@ -86,11 +86,14 @@ class Box:
         self.config = config
         self.model_path = config.model_path
         self.watcher = ModelWatcher(self.model_path)
-        model = load_model(self.model_path)
+        self.fallback: dict[str, str] | None = None  # set while `previous` plays because `current` is refused
+        model = self._load_at_start()
         self.loaded_at = _now()
         self.reloads = 0
         self.reload_failures = 0
-        self.last_error: str | None = None
+        self.last_error: str | None = None if self.fallback is None else (
+            f"{self.fallback['refused']}: {self.fallback['reason']}"
+        )
         self.hellos = 0
         self.acks = 0
         self.ack_mismatches = 0
@@ -113,6 +116,38 @@ class Box:
         self.performance = Performance(config, self.engine, self.link, self.presets)
         self.controls = controls or make_controls(config, self.performance, pin_factory)
         self._log_model(model, "loaded")
+
+    def _load_at_start(self) -> Model:
+        """The model at the model path, or, when it is refused and the path is a box's `current` link,
+        the `previous` one beside it: a box whose new model turns out broken keeps playing the old one
+        instead of exiting (and being restarted by systemd) forever. Reloads still watch `current`."""
+        try:
+            return load_model(self.model_path)
+        except ModelError as refused:
+            reason = str(refused)
+            previous = self.model_path.with_name("previous")
+            if self.model_path.name != "current" or not previous.exists():
+                raise
+        # name the files the links point to, as a reload does
+        reason = reason.replace(str(self.model_path), os.path.realpath(self.model_path))
+        previous = Path(os.path.realpath(previous))
+        try:
+            model = load_model(previous)
+        except ModelError as also:
+            raise ModelError(
+                f"{reason}; and the fallback {previous} is refused too: {also}; flash a good model"
+            ) from None
+        self.fallback = {
+            "refused": os.path.realpath(self.model_path),
+            "reason": reason,
+            "playing": os.path.realpath(previous),
+        }
+        log.warning(
+            "the model %s is refused (%s); playing the previous one, %s, instead: flash a good model or "
+            "run flash.sh --rollback",
+            self.fallback["refused"], reason, self.fallback["playing"],
+        )
+        return model
 
     @property
     def model(self) -> Model:
@@ -205,6 +240,7 @@ class Box:
             return False
         self.performance.model_changed(model)
         self.engine.set_model(model)
+        self.fallback = None  # `current` plays again
         self.reloads += 1
         self.loaded_at = _now()
         self.last_error = None
@@ -267,6 +303,7 @@ class Box:
             "pd_last_heard_s": None if heard is None else round(time.monotonic() - heard, 2),
             "osc_last_drop": self.link.last_drop,
             "osc_drops": dict(self.link.drops),  # by reason (docs/box.md)
+            "model_fallback": self.fallback,  # null, or what was refused at start and what plays instead
             "pd_hellos_received": self.link.hello.requested,
             "pd_model_accepted": self.link.pd_plays_model,  # Pd answered this model's /model: /model_ok
             "reload_requests": self.reload_requests,
