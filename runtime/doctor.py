@@ -1,5 +1,6 @@
 """`python -m runtime doctor`: one line per thing the box needs, OK or FAIL, and for each FAIL the fix.
 
+    INFO  here: the box (Raspberry Pi 4 Model B Rev 1.4)
     OK    audio: 2 output devices (default: bcm2835 Headphones)
     FAIL  Pd: no /pong from 127.0.0.1:9001 in 1.0 s; is grainbox-pd running? (systemctl status grainbox-pd)
     OK    SPI: /dev/spidev0.0 present (MCP3008 on SPI0 CE0)
@@ -8,7 +9,10 @@
 Pd answers /ping on its port with /pong sent to the runtime's port (docs/osc.md), so the doctor listens on
 the runtime's port. When the runtime is running that port is taken: the doctor then pings the runtime
 (which answers the sender) and reads how long ago it last heard Pd from status.json instead.
-Exit status: 0 when every line is OK (or SKIP), 1 otherwise.
+It first says where it runs (runtime/host.py): on a desktop there is no knob box, SPI or grainbox-pd unit,
+so those checks are skipped or their fixes are the desktop's (`pd pd/main.pd`, not systemctl), and a
+missing sound card is a WARN (Pd runs with -noaudio; nothing to hear, but nothing broken).
+Exit status: 0 when no line is FAIL (OK, SKIP, WARN and INFO are fine), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.config import Config
+from runtime.host import Host, detect, have, pd_start_hint, udp_port_holder
 
 PD_FRESH_S = 10.0  # the runtime pings Pd every 2 s; older than this and Pd is not answering
 
@@ -30,7 +35,7 @@ PD_FRESH_S = 10.0  # the runtime pings Pd every 2 s; older than this and Pd is n
 class Finding:
     """One line of the doctor's report."""
 
-    verdict: str  # "OK", "FAIL" or "SKIP"
+    verdict: str  # "OK", "FAIL", "WARN" (works, but worth knowing), "SKIP" (does not apply) or "INFO"
     what: str
     detail: str
 
@@ -38,7 +43,13 @@ class Finding:
         return f"{self.verdict:<5} {self.what}: {self.detail}"
 
 
-def check_audio() -> Finding:
+def check_here(host: Host) -> Finding:
+    if host.is_box:
+        return Finding("INFO", "here", f"the box ({host.why})")
+    return Finding("INFO", "here", f"a desktop ({host.why}): box-only checks are skipped")
+
+
+def check_audio(host: Host | None = None) -> Finding:
     try:
         import sounddevice
     except (ImportError, OSError) as e:  # OSError: the PortAudio library itself is missing
@@ -48,19 +59,31 @@ def check_audio() -> Finding:
     except Exception as e:  # PortAudio errors are plain Exceptions in sounddevice
         return Finding("FAIL", "audio", f"PortAudio cannot list devices: {e}")
     if not devices:
+        if host is not None and not host.is_box:
+            return Finding(
+                "WARN",
+                "audio",
+                "no output device PortAudio can see: Pd can only run with -noaudio here, so nothing will be "
+                "heard (`make demo` still records out/demo.wav)",
+            )
+        cards = "check `aplay -l`" if have("aplay") else "list the cards with `aplay -l` (package alsa-utils)"
         return Finding(
             "FAIL",
             "audio",
-            "no output device; plug in the sound card, check `aplay -l`, and that the user is in group audio",
+            f"no output device; plug in the sound card, {cards}, and that the user is in group audio",
         )
     names = ", ".join(d["name"] for d in devices[:4])
     return Finding("OK", "audio", f"{len(devices)} output device(s): {names}")
 
 
-def check_spi(config: Config, dev_root: Path = Path("/dev")) -> Finding:
+def check_spi(config: Config, dev_root: Path = Path("/dev"), host: Host | None = None) -> Finding:
     node = dev_root / f"spidev{config.spi_port}.{config.spi_device}"
     if config.controls != "box":
         return Finding("SKIP", "SPI", f"not needed with controls = {config.controls}")
+    if host is not None and not host.is_box:
+        return Finding(
+            "SKIP", "SPI", "a desktop has no knob box; `runtime run` plays virtual knobs from Pd here"
+        )
     if node.exists():
         return Finding("OK", "SPI", f"{node} present (MCP3008 on SPI{config.spi_port} CE{config.spi_device})")
     return Finding(
@@ -83,14 +106,15 @@ def check_model(config: Config) -> Finding:
     return Finding("OK", "model", f"{model.name} ({model.sha256[:12]}) from {config.model_path}")
 
 
-def check_pd(config: Config, timeout: float) -> Finding:
+def check_pd(config: Config, timeout: float, host: Host | None = None) -> Finding:
     from runtime.liblo_binding import liblo
 
+    host = host or detect()
     heard = threading.Event()
     try:
         server = liblo.ServerThread(config.listen_port, liblo.UDP)
     except liblo.ServerError:
-        return _check_pd_through_runtime(config, timeout)
+        return _check_pd_through_runtime(config, host)
     server.add_method("/pong", "i", lambda path, args: heard.set())
     server.add_method("/hello", "", lambda path, args: heard.set())  # a Pd with no model yet says hello
     server.start()
@@ -107,19 +131,14 @@ def check_pd(config: Config, timeout: float) -> Finding:
         "FAIL",
         "Pd",
         f"no /pong from 127.0.0.1:{config.pd_port} in {timeout:g} s; is Pd running main.pd with ports "
-        f"{config.pd_port} {config.listen_port}? (systemctl status grainbox-pd)",
+        f"{config.pd_port} {config.listen_port}? {pd_start_hint(host, config.pd_port, config.listen_port)}",
     )
 
 
-def _check_pd_through_runtime(config: Config, timeout: float) -> Finding:
+def _check_pd_through_runtime(config: Config, host: Host) -> Finding:
     """The runtime holds the port: ask it whether it hears Pd (status.json's pd_last_heard_s)."""
     if not _runtime_answers(config.listen_port, config.status_path):
-        return Finding(
-            "FAIL",
-            "Pd",
-            f"UDP port {config.listen_port} is taken but no runtime reports it in {config.status_path}; "
-            "find the process with `ss -ulpn` and stop it",
-        )
+        return _port_taken(config)
     try:
         status = json.loads(config.status_path.read_text())
     except (OSError, ValueError) as e:
@@ -131,8 +150,32 @@ def _check_pd_through_runtime(config: Config, timeout: float) -> Finding:
         "FAIL",
         "Pd",
         f"the running runtime has not heard Pd for {ago if ago is not None else 'ever'} s; "
-        "is grainbox-pd running? (systemctl status grainbox-pd)",
+        f"{pd_start_hint(host, config.pd_port, config.listen_port)}",
     )
+
+
+def _port_taken(config: Config) -> Finding:
+    """The runtime's port is held by something that does not report in our status.json: name it (a
+    runtime started with another --state-dir, most often) rather than blame Pd."""
+    port, where = config.listen_port, f"127.0.0.1:{config.listen_port}"
+    holder = udp_port_holder(port)
+    if holder is None:
+        find = "find it with `ss -ulpn`" if have("ss") else "find it in /proc/net/udp"
+        return Finding(
+            "FAIL", "OSC port", f"{where} is held by another process; {find}, or use another --osc-port"
+        )
+    pid, command = holder
+    argv = command.split()
+    if "runtime" in argv and "run" in argv:
+        theirs = argv[argv.index("--state-dir") + 1] if "--state-dir" in argv[:-1] else "its config's"
+        return Finding(
+            "FAIL",
+            "OSC port",
+            f"{where} is held by a runtime (pid {pid}) that does not report in {config.status_path}; "
+            f"run the doctor with its state folder (--state-dir {theirs}) to check Pd through it",
+        )
+    what = f"{where} is held by pid {pid} ({command[:80]})"
+    return Finding("FAIL", "OSC port", f"{what}; stop it, or use another --osc-port")
 
 
 def _runtime_answers(port: int, status_path: Path) -> bool:
@@ -147,12 +190,14 @@ def _runtime_answers(port: int, status_path: Path) -> bool:
     return status.get("osc_port") == port
 
 
-def run_doctor(config: Config, timeout: float = 1.0) -> int:
-    """Print one line per check; 0 when nothing failed."""
+def run_doctor(config: Config, timeout: float = 1.0, host: Host | None = None) -> int:
+    """Print one line per check; 0 when nothing failed. `host`: where this runs (default: detected)."""
+    host = host or detect()
     checks: list[tuple[str, Callable[[], Finding]]] = [
-        ("audio", check_audio),
-        ("Pd", lambda: check_pd(config, timeout)),
-        ("SPI", lambda: check_spi(config)),
+        ("here", lambda: check_here(host)),
+        ("audio", lambda: check_audio(host)),
+        ("Pd", lambda: check_pd(config, timeout, host)),
+        ("SPI", lambda: check_spi(config, host=host)),
         ("model", lambda: check_model(config)),
     ]
     failed = 0
