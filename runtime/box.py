@@ -27,6 +27,7 @@ from runtime.atomic import write_json_atomic
 from runtime.config import Config
 from runtime.controls import Controls, make_controls
 from runtime.engine import Engine, Layout
+from runtime.host import PdHint, detect
 from runtime.link import Link, LinkError
 from runtime.performance import Performance
 from runtime.presets import PresetStore
@@ -162,6 +163,7 @@ class Box:
         self.performance.send_params()
         self.controls.start()
         self.write_status()
+        self._pd_hint = PdHint(detect(), self.config.pd_port, self.link.port, time.monotonic())
         log.info(
             "listening on 127.0.0.1:%d, Pd at 127.0.0.1:%d, controls: %s, %d slots",
             self.link.port,
@@ -193,6 +195,7 @@ class Box:
             if now >= next_status:
                 self._pings += 1
                 self.link.send_ping(self._pings)  # Pd's /pong keeps pd_last_heard_s fresh
+                self._pd_hint.check(self.link.last_heard, now)  # says how to start Pd when it is silent
             if now >= next_status or self._status_dirty.is_set():
                 self._status_dirty.clear()
                 self.write_status()

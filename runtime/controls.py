@@ -11,10 +11,14 @@ button pressed or held, a note played), so the rest of the runtime never knows w
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
+import warnings
 from typing import Protocol
 
 from runtime.config import NUM_POTS, Config
+from runtime.host import Host, detect
 from runtime.knob_filter import KnobFilter
 
 log = logging.getLogger(__name__)
@@ -141,19 +145,53 @@ class KnobBox(Controls):
             device.close()
 
 
-def make_controls(config: Config, sink: ControlSink, pin_factory: object | None = None) -> Controls:
-    """The control source the config asks for."""
+def make_controls(
+    config: Config, sink: ControlSink, pin_factory: object | None = None, host: Host | None = None
+) -> Controls:
+    """The control source the config asks for. `controls = box` (the default) on a desktop, where there is
+    no knob box to open, plays the virtual knobs and says so in one INFO line, unless gpiozero was given
+    pins to use (`pin_factory`, GPIOZERO_PIN_FACTORY or a default factory already set: remote or mock pins).
+    """
     if config.controls == "box":
-        try:
-            return KnobBox(sink, config, pin_factory)
-        except Exception as e:  # no GPIO/SPI here (a desktop, SPI disabled): play on rather than die
-            log.error(
-                "cannot open the knob box (%s: %s); playing with virtual knobs from Pd instead. "
-                "On a Pi run `python -m runtime doctor`; elsewhere use --controls virtual",
-                type(e).__name__,
-                e,
+        host = host or detect()
+        if not host.is_box and not _pins_given(pin_factory):
+            log.info(
+                "this is a desktop (%s): no knob box to read, so playing with virtual knobs from Pd "
+                "(--controls virtual says so; set GPIOZERO_PIN_FACTORY to use remote pins)",
+                host.why,
             )
             return VirtualKnobs(sink)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return KnobBox(sink, config, pin_factory)
+            except Exception as e:  # no GPIO/SPI here (SPI disabled, pin library missing): play on
+                fallbacks = [str(w.message) for w in caught if _is_fallback(w)]
+                tried = f" (gpiozero tried: {'; '.join(fallbacks)})" if fallbacks else ""
+                log.error(
+                    "cannot open the knob box (%s: %s)%s; playing with virtual knobs from Pd instead. "
+                    "Run `python -m runtime doctor` for the fix",
+                    type(e).__name__,
+                    e,
+                    tried,
+                )
+                return VirtualKnobs(sink)
+            finally:  # gpiozero's pin-factory fallbacks are folded into the line above; others shown
+                for w in caught:
+                    if not _is_fallback(w):
+                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if config.controls == "virtual":
         return VirtualKnobs(sink)
     return NoControls(sink)
+
+
+def _is_fallback(w: warnings.WarningMessage) -> bool:
+    return type(w.message).__name__ == "PinFactoryFallback"  # gpiozero.exc's, without importing gpiozero
+
+
+def _pins_given(pin_factory: object | None) -> bool:
+    """Whether gpiozero has been told which pins to use, so a knob box may be there even off a Pi."""
+    if pin_factory is not None or os.environ.get("GPIOZERO_PIN_FACTORY"):
+        return True
+    gpiozero = sys.modules.get("gpiozero")  # only when already imported: a desktop need not have it
+    return gpiozero is not None and getattr(gpiozero.Device, "pin_factory", None) is not None

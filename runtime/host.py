@@ -8,6 +8,7 @@ knob box, no SPI and no grainbox-pd unit, so `systemctl status grainbox-pd` is n
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -86,3 +87,30 @@ def udp_port_holder(port: int, proc: Path = Path("/proc")) -> tuple[int, str] | 
 def have(tool: str) -> bool:
     """Whether `tool` is on PATH, so advice names only commands that exist here."""
     return shutil.which(tool) is not None
+
+
+PD_HINT_AFTER_S = 6.0  # the runtime pings every 2 s: three unanswered pings, longer than Pd takes to load
+
+
+class PdHint:
+    """One WARNING, with how to start Pd here, once Pd has not been heard for PD_HINT_AFTER_S; again only
+    after Pd has answered and gone quiet once more (a log that repeats it every ping would bury the rest)."""
+
+    def __init__(self, host: Host, pd_port: int, runtime_port: int, started: float) -> None:
+        self.host, self.pd_port, self.runtime_port = host, pd_port, runtime_port
+        self.started = started
+        self.warned = False
+
+    def check(self, last_heard: float | None, now: float) -> None:
+        """`last_heard`: time.monotonic() of Pd's last message (None: never); `now`: the same clock."""
+        silent = now - (last_heard if last_heard is not None else self.started)
+        if silent < PD_HINT_AFTER_S:
+            self.warned = False
+        elif not self.warned:
+            self.warned = True
+            logging.getLogger("grainbox").warning(
+                "Pd is not answering on 127.0.0.1:%d (nothing heard for %.0f s), so nothing plays; %s",
+                self.pd_port,
+                silent,
+                pd_start_hint(self.host, self.pd_port, self.runtime_port),
+            )
