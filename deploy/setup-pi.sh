@@ -111,6 +111,22 @@ FACTORY=${FACTORY:-$SRC/models/factory.ts}
 # ---- remote mode: send the repository to the Pi and run this script there ----------------------------
 quote() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }
 
+# What goes to the box is what git tracks (as it is in the work tree), never a model or scratch file lying
+# untracked in the checkout. tracked_files prints those paths relative to SRC, NUL-separated, leaving out
+# any deleted in the work tree; it fails when SRC is not the top of a git checkout (a release tarball, or
+# the stage on the Pi, which holds only tracked files already): then every file but COPY_EXCLUDES goes.
+tracked_files() {
+    command -v git >/dev/null || return 1
+    local top f
+    top=$(git -C "$SRC" rev-parse --show-toplevel 2>/dev/null) || return 1
+    [[ $(realpath "$top") == "$(realpath "$SRC")" ]] || return 1
+    git -C "$SRC" ls-files -z >"$1" || return 1
+    while IFS= read -r -d '' f; do
+        if [[ -e $SRC/$f || -L $SRC/$f ]]; then printf '%s\0' "$f"; fi
+    done <"$1" >"$1.kept"
+    mv "$1.kept" "$1"
+}
+
 if [[ -n $TARGET ]]; then
     dest=$TARGET port=""
     if [[ $TARGET =~ ^(.*):([0-9]+)$ ]]; then dest=${BASH_REMATCH[1]} port=${BASH_REMATCH[2]}; fi
@@ -130,10 +146,14 @@ if [[ -n $TARGET ]]; then
     remove_stage() { ssh "${SSH_ARGS[@]}" "$dest" "rm -rf -- $qstage" || true; }
     trap remove_stage EXIT
     echo "sending $SRC to $dest:$stage ..."
+    files=$(mktemp)
+    if tracked_files "$files"; then pack=(--null -T "$files"); else pack=(.); fi
     # shellcheck disable=SC2029  # as above
-    if ! tar -C "$SRC" "${excludes[@]}" -czf - . | ssh "${SSH_ARGS[@]}" "$dest" "tar -xzf - -C $qstage"; then
+    if ! tar -C "$SRC" "${excludes[@]}" -czf - "${pack[@]}" | ssh "${SSH_ARGS[@]}" "$dest" "tar -xzf - -C $qstage"; then
+        rm -f "$files"
         die "could not copy the repository to $dest:$stage over ssh"
     fi
+    rm -f "$files"
     if [[ -f $FACTORY ]]; then
         # shellcheck disable=SC2029  # as above
         ssh "${SSH_ARGS[@]}" "$dest" "cat > $qstage/factory.ts" <"$FACTORY" ||
@@ -292,7 +312,7 @@ create_user() {
         fi
     done
     if [[ -z $ADMIN || $ADMIN == root ]]; then return; fi
-    if ! getent passwd "$ADMIN" >/dev/null; then die "--admin $ADMIN: no such user on this Pi"; fi
+    getent passwd "$ADMIN" >/dev/null || die "--admin $ADMIN: no such user on this Pi"  # (checked first)
     if id -nG "$ADMIN" | tr ' ' '\n' | grep -qx grainbox; then
         ok "$ADMIN in grainbox (may flash models)"
     else
@@ -349,12 +369,25 @@ copy_code() {
     step "code in /opt/grainbox"
     if [[ $(realpath -m "$SRC") == $(realpath -m "$OPT") ]]; then ok "running from $OPT itself"; return; fi
     command -v rsync >/dev/null || die "rsync is missing here: apt-get install rsync"
-    local args=(-a --delete) e pending
+    local args=(-a --delete) e pending from=$SRC/ files
     for e in "${COPY_EXCLUDES[@]}"; do args+=("--exclude=$e"); done
+    files=$(mktemp)
+    if tracked_files "$files"; then
+        # the tracked files, staged as they are (mtimes and modes kept) so that --delete still clears
+        # what left the repository; the stage's own mode and mtime are the checkout's
+        STAGE=$(mktemp -d)
+        rsync -a --from0 --files-from="$files" "$SRC/" "$STAGE/"
+        chmod --reference="$SRC" "$STAGE" && touch -r "$SRC" "$STAGE"
+        from=$STAGE/
+        echo "  git's tracked files ($(tr -cd '\0' <"$files" | wc -c)); untracked files stay behind"
+    else
+        echo "  $SRC is not a git checkout: every file but ${COPY_EXCLUDES[*]}"
+    fi
+    rm -f "$files"
     # Excluded paths are also protected from --delete: the box's .venv and egg-info survive.
-    pending=$(rsync "${args[@]}" --dry-run --itemize-changes "$SRC/" "$OPT/" 2>/dev/null | grep -c . || true)
+    pending=$(rsync "${args[@]}" --dry-run --itemize-changes "$from" "$OPT/" 2>/dev/null | grep -c . || true)
     if [[ -d $OPT && $pending == 0 ]]; then ok "$OPT matches $SRC"; return; fi
-    act "copy $SRC to $OPT ($pending entries differ)" sync_code "${args[@]}" "$SRC/" "$OPT/"
+    act "copy $SRC to $OPT ($pending entries differ)" sync_code "${args[@]}" "$from" "$OPT/"
 }
 
 # The box's Python: a venv with --system-site-packages (for Debian's lgpio and liblo) and the runtime's
@@ -416,34 +449,60 @@ write_config() {
     else
         put_file "$ETC/box.toml" 0644 <"$SRC/deploy/box.toml"
     fi
-    local env=$ETC/audio.env cards device
-    if [[ -f $env && -z $AUDIO_CARD && -z $AUDIO_DEVICE ]]; then
+    local env=$ETC/audio.env
+    if [[ -z $ALSA_DEVICE ]]; then
         ok "$env kept: $(grep -m1 '^GRAINBOX_ALSA_DEVICE=' "$env" || echo '(no device line)')"
         return
-    fi
-    cards=$(list_cards | tr '\n' ' ')
-    if [[ -n $AUDIO_DEVICE ]]; then
-        device=$AUDIO_DEVICE
-    elif [[ -n $AUDIO_CARD ]]; then
-        if [[ -n $cards && " $cards" != *" $AUDIO_CARD "* ]]; then
-            die "--audio-card $AUDIO_CARD: no such sound card; the cards here are: $cards(ids from /proc/asound/cards)"
-        fi
-        device="hw:CARD=$AUDIO_CARD,DEV=0"
-    elif [[ -n $cards ]]; then
-        device="hw:CARD=${cards%% *},DEV=0"
-    elif ((LIVE)); then
-        die "no sound card found in /proc/asound/cards; plug one in, or pass --audio-card ID"
-    else
-        die "--root: which sound card? pass --audio-card ID (its ALSA id, e.g. Headphones or Device)"
     fi
     put_file "$env" 0644 <<EOF
 # The box's sound card, chosen by setup-pi.sh by its ALSA id (card numbers move between boots when a USB
 # interface is plugged in; ids do not). See the cards with: cat /proc/asound/cards, or aplay -l.
 # Change the card: sudo deploy/setup-pi.sh --audio-card ID, then systemctl restart grainbox-pd.
-GRAINBOX_ALSA_DEVICE=$device
+GRAINBOX_ALSA_DEVICE=$ALSA_DEVICE
 GRAINBOX_SAMPLE_RATE=$SAMPLE_RATE
 GRAINBOX_AUDIO_BUFFER_MS=$AUDIO_BUFFER_MS
 EOF
+}
+
+# ALSA_DEVICE: the device audio.env will name, chosen (or refused) before anything is written; empty when
+# an existing audio.env is kept (it is, unless --audio-card or --audio-device is given).
+ALSA_DEVICE=""
+choose_audio_device() {
+    local cards
+    if [[ -f $ETC/audio.env && -z $AUDIO_CARD && -z $AUDIO_DEVICE ]]; then return; fi
+    cards=$(list_cards | tr '\n' ' ')
+    if [[ -n $AUDIO_DEVICE ]]; then
+        ALSA_DEVICE=$AUDIO_DEVICE
+    elif [[ -n $AUDIO_CARD ]]; then
+        if [[ -n $cards && " $cards" != *" $AUDIO_CARD "* ]]; then
+            die "--audio-card $AUDIO_CARD: no such sound card; the cards here are: $cards(ids from /proc/asound/cards)"
+        fi
+        ALSA_DEVICE="hw:CARD=$AUDIO_CARD,DEV=0"
+    elif [[ -n $cards ]]; then
+        ALSA_DEVICE="hw:CARD=${cards%% *},DEV=0"
+    elif ((LIVE)); then
+        die "no sound card found in /proc/asound/cards; plug one in, or pass --audio-card ID"
+    else
+        die "--root: which sound card? pass --audio-card ID (its ALSA id, e.g. Headphones or Device)"
+    fi
+}
+
+# The factory model is needed when the box has no model yet (a flashed `current` is kept).
+needs_factory() {
+    local target
+    target=$(readlink "$BOX/models/current" 2>/dev/null || true)
+    [[ -z $target || ! -f $BOX/models/$target ]]
+}
+no_factory() { die "no factory model at $FACTORY; build it (make factory-model) or pass --factory-model FILE"; }
+
+# Every option is checked before the first change, so a bad one leaves the box (or --root) untouched.
+check_options() {
+    choose_audio_device
+    if needs_factory && [[ ! -f $FACTORY ]]; then no_factory; fi
+    if ((LIVE)) && [[ -n $ADMIN && $ADMIN != root ]] && ! getent passwd "$ADMIN" >/dev/null; then
+        die "--admin $ADMIN: no such user on this Pi"
+    fi
+    if ((!LIVE)) && ! command -v rsync >/dev/null; then die "rsync is missing here: apt-get install rsync"; fi
 }
 
 # The model's name from its metadata (docs/model-format.md), as flash.sh names it, else the file's name.
@@ -468,14 +527,12 @@ install_models() {
         act "create $d" mkdir -p "$d"
     done
     if ((LIVE)); then set_owners; fi
-    local current target
-    current=$BOX/models/current
-    target=$(readlink "$current" 2>/dev/null || true)
-    if [[ -n $target && -f $BOX/models/$target ]]; then
-        ok "current -> $target (kept: a flashed model stays)"
+    local current=$BOX/models/current
+    if ! needs_factory; then
+        ok "current -> $(readlink "$current") (kept: a flashed model stays)"
         return
     fi
-    [[ -f $FACTORY ]] || die "no factory model at $FACTORY; build it (make factory-model) or pass --factory-model FILE"
+    [[ -f $FACTORY ]] || no_factory
     local sha file
     sha=$(sha256sum "$FACTORY" | cut -d' ' -f1)
     file="${sha:0:12}-$(model_name "$FACTORY").ts"
@@ -563,6 +620,9 @@ check_governor() {
     fi
 }
 
+STAGE=""
+trap '[[ -z $STAGE ]] || rm -rf -- "$STAGE"' EXIT
+check_options
 ((DRY_RUN)) && echo "dry run: nothing is changed"
 echo "provisioning ${R:-this machine} as a Grainbox from $SRC"
 check_platform

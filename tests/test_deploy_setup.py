@@ -463,3 +463,51 @@ def test_without_either_liblo_binding_the_runtime_says_which_packages_to_install
     assert result.returncode != 0
     assert "no liblo binding for Python" in result.stderr
     assert "pyliblo3" in result.stderr and "python3-liblo" in result.stderr
+
+
+@pytest.mark.parametrize("problem", ["no-card-named", "unknown-card", "missing-factory-model"])
+def test_setup_pi_checks_every_option_before_it_changes_anything(
+        tmp_path: Path, factory: Path, problem: str) -> None:
+    root = fresh_root(tmp_path)
+    args: list[str | Path] = ["--factory-model", factory]
+    if problem == "no-card-named":  # an SD card's root: no /proc/asound/cards to choose from
+        (root / "proc/asound/cards").unlink()
+    elif problem == "unknown-card":
+        args += ["--audio-card", "Focusrite"]
+    else:
+        args = ["--factory-model", tmp_path / "nowhere.ts"]
+    before = snapshot(root)
+    result = setup(root, *args, check=False)
+    print(result.stdout + result.stderr)
+    assert result.returncode == 1
+    assert snapshot(root) == before, "files were written before the bad option was found"
+    assert "change:" not in result.stdout and "provisioning" not in result.stdout
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("setup-pi.sh: ")
+    assert {"no-card-named": "--root: which sound card? pass --audio-card ID",
+            "unknown-card": "--audio-card Focusrite: no such sound card; the cards here are: Device",
+            "missing-factory-model": f"no factory model at {tmp_path / 'nowhere.ts'}"}[problem] in error[0]
+
+
+def test_setup_pi_copies_only_the_files_git_tracks(tmp_path: Path, repo_copy: Path, factory: Path) -> None:
+    """A model or scratch file lying untracked in the checkout stays on the workstation."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(repo_copy, checkout, symlinks=True)
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "ship"], check=True)
+    (checkout / "mine.ts").write_bytes(b"my own model, not for the box")
+    (checkout / "models/scratch.ts").write_bytes(b"another")
+    (checkout / "pd/README.md").unlink()  # tracked but deleted here: nothing to copy, no error
+    root = fresh_root(tmp_path)
+    result = setup(root, "--factory-model", factory, script_dir=checkout)
+    print(result.stdout)
+    opt = root / "opt/grainbox"
+    assert not (opt / "mine.ts").exists() and not (opt / "models/scratch.ts").exists()
+    assert not (opt / "pd/README.md").exists() and (opt / "pd/main.pd").is_file()
+    assert (opt / "deploy/setup-pi.sh").read_bytes() == (checkout / "deploy/setup-pi.sh").read_bytes()
+    assert oct((opt).stat().st_mode & 0o777) == oct(checkout.stat().st_mode & 0o777)
+    assert "git's tracked files" in result.stdout and "untracked files stay behind" in result.stdout
+    again = setup(root, "--factory-model", factory, script_dir=checkout)
+    assert "nothing to change: the box is set up" in again.stdout, again.stdout
