@@ -20,15 +20,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    check = sub.add_parser("check", help="validate a model artifact and print a summary")
+    check = sub.add_parser(
+        "check",
+        help="validate a model artifact and print a summary",
+        description="Validate a model file as the box would before playing it (exit 0 with a summary, "
+        "1 with one line naming the problem).",
+    )
     check.add_argument(
         "file", type=Path, metavar="FILE", help="a .ts model written by `python -m trainer export`"
     )
 
-    run = sub.add_parser("run", help="run the box: controls -> latent point -> grains -> Pd")
+    run = sub.add_parser(
+        "run",
+        help="run the box: controls -> latent point -> grains -> Pd",
+        description="Run the instrument: read the knobs, encoder and buttons (or virtual knobs from the "
+        "Pd patch), decode grains at their latent point and send them to Pd over OSC, until SIGTERM. "
+        "Pd must be running main.pd (see docs/osc.md); status goes to STATE_DIR/status.json.",
+    )
     _add_box_options(run)
 
-    doctor = sub.add_parser("doctor", help="check audio devices, Pd, SPI and the model; one line each")
+    doctor = sub.add_parser(
+        "doctor",
+        help="check audio devices, Pd, SPI and the model; one line each",
+        description="Check what the box needs, one line each (OK, FAIL or SKIP with what to do).",
+    )
     _add_box_options(doctor)
     doctor.add_argument(
         "--timeout", type=float, default=1.0, help="seconds to wait for Pd's /pong (default 1)"

@@ -169,13 +169,34 @@ def test_a_single_file_is_split_in_time_without_overlap(tmp_path):
     data = tmp_path / "single"
     write(data / "take.wav", noise(22_050), subtype="FLOAT")  # 42 grains at hop 512
     gs = load(data, tmp_path, val_fraction=0.1)
-    assert gs.summary["split"] == "by time (one file)"
+    assert gs.summary["split"] == "by time within each file (1 file: too few to split by file)"
     assert len(gs.val) == 4 and len(gs.train) == 42 - 4 - 1  # one grain left out: it overlaps both
     x = audio.peak_normalise(audio.load_mono(data / "take.wav"))
     first_val_start = (42 - 4) * 512
     assert np.array_equal(gs.val[0], x[first_val_start : first_val_start + GRAIN_SIZE])
     last_train_end = (len(gs.train) - 1) * 512 + GRAIN_SIZE
     assert last_train_end <= first_val_start
+
+
+def test_two_files_both_validate_split_in_time_and_the_describe_line_says_so(tmp_path):
+    data = tmp_path / "two"
+    write(data / "drone.wav", sine(110.0, 2.0))
+    write(data / "bell.wav", sine(880.0, 2.0))
+    gs = load(data, tmp_path, val_fraction=0.1)
+    assert gs.summary["val_files"] == 2 and gs.summary["train_files"] == 2
+    assert sorted(set(gs.val_source.tolist())) == [0, 1]  # not one drone as the whole validation
+    assert "split by time within each file (2 files: too few to split by file)" in gs.describe()
+
+
+def test_silent_and_too_short_files_are_reported_with_the_gated_share(tmp_path):
+    data = tmp_path / "mixed"
+    write(data / "tone.wav", sine(220.0, 1.0))
+    write(data / "blip.wav", sine(440.0, 0.02))  # 441 samples: less than one grain
+    write(data / "quiet.wav", np.zeros(22_050, np.float32))
+    text = load(data, tmp_path).describe()
+    assert "1 silent" in text and "1 shorter than a grain (zero-padded)" in text
+    assert "zero-padded blip.wav" in text and "silent quiet.wav" in text
+    assert "dropped by the silence gate at -45 dBFS" in text
 
 
 def test_a_corrupt_file_is_skipped_and_reported_while_the_others_load(tmp_path, caplog):
@@ -187,15 +208,16 @@ def test_a_corrupt_file_is_skipped_and_reported_while_the_others_load(tmp_path, 
     (data / "readme.txt").write_text("ignored, not audio")
     with caplog.at_level(logging.WARNING, logger="trainer.data"):
         gs = load(data, tmp_path)
+        load(data, tmp_path)  # a cache hit, as export loads it: says nothing again
     s = gs.summary
     assert gs.source_names == ["good_a.wav", "good_b.flac"]
     assert s["files_found"] == 4 and s["files_loaded"] == 2 and s["files_ignored"] == 1
     assert s["files_skipped"] == 2
     assert [x["file"] for x in s["skipped"]] == ["broken.wav", "nan.wav"]
     assert "NaN" in s["skipped"][1]["reason"]
-    warned = caplog.text
-    assert "skipped broken.wav" in warned and "skipped nan.wav" in warned and "readme" not in warned
-    assert "skipped broken.wav" in gs.describe()
+    assert "skipped" not in caplog.text  # not logged: described once, by the command that loads it
+    described = gs.describe()
+    assert "skipped broken.wav" in described and "skipped nan.wav" in described and "readme" not in described
 
 
 def test_an_empty_folder_is_a_clear_error(tmp_path):
@@ -218,5 +240,5 @@ def test_a_folder_of_only_unusable_audio_is_a_clear_error(tmp_path, caplog):
 
 
 def test_a_missing_folder_says_what_data_can_be(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither 'synth' nor an existing folder"):
+    with pytest.raises(NoAudioError, match="no such folder; give 'synth'"):
         load(tmp_path / "nowhere", tmp_path)

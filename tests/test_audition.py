@@ -14,7 +14,7 @@ from trainer.commands.audition import run_wavs
 from trainer.grain_report import grain_cloud, write_wav
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES = ["samples", "traversal_knob10", "traversal_knob2", "reconstructions", "traversal_knob1"]
+NAMES = ["samples", "traversal_axis10", "traversal_axis2", "reconstructions", "traversal_axis1"]
 
 
 @pytest.fixture()
@@ -35,7 +35,7 @@ def _audition(*args: str) -> subprocess.CompletedProcess:
 
 def test_wavs_come_in_listening_order(run_folder: Path) -> None:
     names = [p.stem for p in run_wavs(run_folder)]
-    assert names == ["reconstructions", "samples", "traversal_knob1", "traversal_knob2", "traversal_knob10"]
+    assert names == ["reconstructions", "samples", "traversal_axis1", "traversal_axis2", "traversal_axis10"]
     assert [p.stem for p in run_wavs(run_folder, "traversal")] == names[2:]
 
 

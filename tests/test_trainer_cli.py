@@ -43,4 +43,4 @@ def test_baseline_prints_the_pca_floor_and_writes_its_rows(tmp_path):
 def test_baseline_names_a_missing_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "trainer", "baseline", "--data", str(tmp_path / "nope")],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "neither 'synth' nor an existing folder" in proc.stdout
+    assert proc.returncode == 2 and "no such folder; give 'synth'" in proc.stdout

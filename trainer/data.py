@@ -6,8 +6,10 @@
 
 Splits are by *file* for folders: neighbouring grains overlap by half, so a grain-level split would leak
 validation audio into training. Files go to validation in a seeded random order until about
-val_fraction of the grains are there. A folder with a single usable file is split in time instead: its
-last val_fraction of grains validate, and training stops a grain short of them so nothing overlaps.
+val_fraction of the grains are there. A folder with fewer than FEW_FILES usable files is split in time
+instead (two files by file would make one of them, say a drone, the whole validation): the last
+val_fraction of every file's grains validate, and its training part stops a grain short of them so
+nothing overlaps. `summary["split"]` says which was done, and train prints it.
 Synth grains are independent renders, so they are split by grain.
 
 The cache (default ~/.cache/grainbox, or $GRAINBOX_CACHE) holds one directory per data set, named by its
@@ -32,8 +34,9 @@ import numpy as np
 
 from trainer import GRAIN_SIZE, SAMPLE_RATE, audio, synth
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 """Bump whenever the audio pipeline's output changes, so every cached folder is rebuilt."""
+FEW_FILES = 8  # below this many files, validation is the end of every file rather than whole files
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +72,18 @@ class GrainSet:
         split = f"{len(self.train):,} train / {len(self.val):,} val grains, split {s.get('split', '?')}"
         if s.get("source") == "synth":
             return f"synth: {split}; cache {s.get('cache')} ({self.fingerprint[:12]})"
+        gated = s["grains_dropped_silent"] / s["grains_cut"] if s.get("grains_cut") else 0.0
+        padded = s.get("padded_files", [])
         lines = [
             f"{s['folder']}: {s['files_found']} audio files, {s['files_loaded']} loaded, "
             f"{s['files_skipped']} skipped, {len(s['silent_files'])} silent, "
-            f"{s['files_ignored']} non-audio ignored",
-            f"{s['grains_kept']:,} grains kept, {s['grains_dropped_silent']:,} dropped below "
-            f"{s['gate_dbfs']:g} dBFS; {split} ({s['train_files']} / {s['val_files']} files)",
+            f"{s['files_ignored']} non-audio ignored, {len(padded)} shorter than a grain (zero-padded)",
+            f"{s['grains_kept']:,} grains kept, {s['grains_dropped_silent']:,} ({gated:.0%}) dropped by the "
+            f"silence gate at {s['gate_dbfs']:g} dBFS; {split} ({s['train_files']} / {s['val_files']} files)",
         ]
         lines += [f"skipped {x['file']}: {x['reason']}" for x in s["skipped"]]
+        lines += [f"silent {name}: every grain below {s['gate_dbfs']:g} dBFS" for name in s["silent_files"]]
+        lines += [f"zero-padded {name}: shorter than one grain" for name in padded]
         lines.append(f"cache {s.get('cache')} ({self.fingerprint[:12]})")
         return "\n".join(lines)
 
@@ -97,7 +104,8 @@ def load_grains(
 ) -> GrainSet:
     """The grains of "synth" (the built-in set) or of every audio file under a folder, split and cached.
 
-    Unreadable files are skipped with a warning naming each and counted in .summary; a folder without
+    Unreadable files are skipped, named and counted in .summary (describe() says it in words, and train
+    prints that once per run); a folder without
     usable audio raises NoAudioError saying what was searched and what was found.
     """
     if not 0.0 <= val_fraction < 1.0:
@@ -108,10 +116,14 @@ def load_grains(
     if data == "synth":
         return _load_synth(synth_grains, val_fraction, seed, cache, progress)
     folder = Path(data).expanduser()
+    if folder.is_file():
+        raise NoAudioError(
+            f"--data {data} is a file, not a folder: put it in a folder of its own (with more files if "
+            "you have them) and give that folder"
+        )
     if not folder.is_dir():
-        raise FileNotFoundError(
-            f"data {data!r} is neither 'synth' nor an existing folder: "
-            "give 'synth' or a folder of audio files"
+        raise NoAudioError(
+            f"--data {data}: no such folder; give 'synth' (the built-in set) or a folder of audio files"
         )
     return _load_folder(folder.resolve(), hop, val_fraction, seed, cache, progress)
 
@@ -169,8 +181,6 @@ def _load_folder(
         cached = cache.load(fingerprint, status="hit (found by content)")
     if cached is not None:
         cache.remember(listing_key, fingerprint)
-        for skipped in cached.summary["skipped"]:
-            log.warning("skipped %s: %s", skipped["file"], skipped["reason"])
         return cached
 
     with cache.writer(fingerprint) as entry:
@@ -187,7 +197,7 @@ def _build_folder(
     """Decode every file into one raw grain file, split the files, write the split arrays into entry."""
     from tqdm import tqdm
 
-    skipped, silent, loaded = [], [], []  # loaded: (name, first grain, grain count)
+    skipped, silent, padded, loaded = [], [], [], []  # loaded: (name, first grain, grain count)
     dropped = cut = 0
     seconds = 0.0
     raw_path = entry / "all.f32"
@@ -195,11 +205,12 @@ def _build_folder(
         for rel in tqdm(files, desc="reading audio", unit="file", disable=not progress):
             try:
                 grains, n_dropped, secs = audio.file_to_grains(folder / rel, hop)
-            except audio.AudioReadError as e:
-                log.warning("skipped %s: %s", rel, e.reason)
+            except audio.AudioReadError as e:  # reported once, by GrainSet.describe()
                 skipped.append({"file": str(rel), "reason": e.reason})
                 continue
             seconds += secs
+            if secs * SAMPLE_RATE < GRAIN_SIZE:  # shorter than one grain: cut_grains zero-padded it
+                padded.append(str(rel))
             dropped += n_dropped
             cut += n_dropped + len(grains)
             if len(grains) == 0:
@@ -239,7 +250,7 @@ def _build_folder(
     return {
         "source": "folder", "folder": str(folder), "searched": searched,
         "files_found": len(files), "files_loaded": len(loaded) + len(silent), "files_skipped": len(skipped),
-        "skipped": skipped, "silent_files": silent, "files_ignored": len(others),
+        "skipped": skipped, "silent_files": silent, "padded_files": padded, "files_ignored": len(others),
         "seconds_loaded": round(seconds, 3), "hop": hop, "gate_dbfs": audio.SILENCE_DBFS,
         "grains_cut": cut, "grains_kept": total, "grains_dropped_silent": dropped,
         "split": split, "val_fraction": val_fraction, "seed": seed,
@@ -257,16 +268,24 @@ def _split(
     everything = [(i, start, start + count) for i, (_, start, count) in enumerate(loaded)]
     if val_fraction == 0:
         return "none (val_fraction 0)", everything, []
-    if len(loaded) == 1:  # one file: the end of it validates, with a gap so no grain overlaps both sides
-        _, start, count = loaded[0]
-        n_val = max(1, round(val_fraction * count))
+    if len(loaded) < FEW_FILES:
+        # Too few files to validate on whole ones (two files: one drone would be the whole validation):
+        # the end of every file validates, with a gap so no grain overlaps both sides.
         gap = -(-GRAIN_SIZE // hop) - 1  # grains before the first val grain that still overlap it
-        n_train = count - n_val - gap
-        if n_train < 1:
-            log.warning("%s is too short to split (%d grains): validation set is empty", loaded[0][0], count)
-            return "none (one short file)", everything, []
-        train, val = (0, start, start + n_train), (0, start + count - n_val, start + count)
-        return "by time (one file)", [train], [val]
+        train, val = [], []
+        for i, (_, start, count) in enumerate(loaded):
+            n_val = max(1, round(val_fraction * count))
+            n_train = count - n_val - gap
+            if n_train < 1:  # too short to cut in two: all of it trains
+                train.append((i, start, start + count))
+                continue
+            train.append((i, start, start + n_train))
+            val.append((i, start + count - n_val, start + count))
+        if not val:
+            log.warning("every file is too short to split: the validation set is empty")
+            return "none (files too short to split)", everything, []
+        files = f"{len(loaded)} file{'s' if len(loaded) != 1 else ''}"
+        return f"by time within each file ({files}: too few to split by file)", train, val
 
     target = val_fraction * sum(c for _, _, c in loaded)
     val, val_grains = [], 0

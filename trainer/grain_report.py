@@ -7,11 +7,14 @@
     RUN/plots/traversals.png         grains decoded along each of the first principal directions (the knobs)
     RUN/audio/reconstructions.wav    each fixed grain as a grain cloud: original, then reconstruction
     RUN/audio/samples.wav            grains decoded from random points of the prior N(0, I)
-    RUN/audio/traversal_knob{k}.wav  a slow sweep along principal direction k, -2 to +2 std and back
+    RUN/audio/traversal_axis{k}.wav  a slow sweep along latent axis k (the box's control `axis{k}`),
+                                     -2 to +2 std and back
     RUN/metrics.json                 SC, LSD, SNR on the validation grains, and PCA at the same k
 
 A single grain lasts 46 ms, too short to judge by ear; the WAVs play each grain as the box does, as a
-cloud: Hann-windowed copies overlap-added every G/4 samples.
+cloud: Hann-windowed copies overlap-added every G/4 samples. Every WAV is brought to -20 dBFS RMS (its
+peak at most -1 dBFS) so it can be heard whatever the model's level; the levels inside a file are kept,
+and an original and its reconstruction share one gain, so their loudness can still be compared.
 """
 
 from __future__ import annotations
@@ -60,8 +63,25 @@ def sweep(grains: np.ndarray) -> np.ndarray:
     return (out / 2.0).astype(np.float32)
 
 
-def write_wav(path: Path, audio: np.ndarray) -> Path:
+TARGET_RMS_DBFS = -20.0  # audition level: a comfortable listening level with room for peaks
+PEAK_DBFS = -1.0
+
+
+def audition_gain(audio: np.ndarray) -> float:
+    """The gain that brings `audio` to TARGET_RMS_DBFS without a peak above PEAK_DBFS (1 for silence)."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if rms < 1e-7 or peak == 0.0:
+        return 1.0
+    return min(10 ** (TARGET_RMS_DBFS / 20) / rms, 10 ** (PEAK_DBFS / 20) / peak)
+
+
+def write_wav(path: Path, audio: np.ndarray, normalise: bool = True) -> Path:
+    """16-bit WAV at the model's rate, written atomically; brought to the audition level unless told."""
     import soundfile as sf
+
+    if normalise:
+        audio = audio * audition_gain(audio)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.wav")
@@ -111,9 +131,11 @@ class RunReport:
         self._last_refresh = -np.inf
 
     # trainer.loop calls this after each validation pass (rank 0 only).
-    def on_eval(self, step: int, val_metrics: dict) -> None:
+    def on_eval(self, step: int, val_metrics: dict) -> dict | None:
+        """Refresh when due; the metrics then written, or None."""
         if time.monotonic() - self._last_refresh >= self.refresh_seconds:
-            self.refresh(step, val_metrics)
+            return self.refresh(step, val_metrics)
+        return None
 
     def refresh(self, step: int, val_metrics: dict | None = None) -> dict:
         """Redraw everything for the model as it is now; returns the metrics written to metrics.json."""
@@ -171,8 +193,12 @@ class RunReport:
         names = list(self.grains.source_names)
         titles = [names[int(self.grains.val_source[i])] if names else f"grain {i}" for i in self.fixed]
         plots.reconstructions(originals, recons, self.out / "plots" / "reconstructions.png", titles)
-        pieces = [p for o, r in zip(originals, recons, strict=True) for p in (grain_cloud(o), grain_cloud(r))]
-        write_wav(self.out / "audio" / "reconstructions.wav", _join(pieces))
+        pieces = []
+        for original, recon in zip(originals, recons, strict=True):
+            pair = (grain_cloud(original), grain_cloud(recon))
+            gain = audition_gain(np.concatenate(pair))  # one gain per pair: the two stay comparable
+            pieces += [pair[0] * gain, pair[1] * gain]
+        write_wav(self.out / "audio" / "reconstructions.wav", _join(pieces), normalise=False)
 
     def _traversals(self, latent_map: LatentMap) -> None:
         k = latent_map.axes.shape[0]
@@ -184,7 +210,7 @@ class RunReport:
         for i in range(k):
             sweep_grains = self._decode(torch.stack([latent_map.point(i, float(s)) for s in fine]))
             write_wav(
-                self.out / "audio" / f"traversal_knob{i + 1}.wav", sweep(np.repeat(sweep_grains, 2, axis=0))
+                self.out / "audio" / f"traversal_axis{i + 1}.wav", sweep(np.repeat(sweep_grains, 2, axis=0))
             )
 
     def _samples(self) -> None:

@@ -44,12 +44,14 @@ class TrainConfig:
     lr: float = 1e-3
     steps: int | None = None  # stop after this many optimiser steps
     epochs: int | None = None  # or epochs
-    minutes: float | None = None  # or a wall-clock budget (whichever comes first)
+    # or a wall-clock budget (whichever comes first); on resume, time *added* to the run
+    minutes: float | None = None
     cpu_minutes: float | None = None  # or a budget of this process's CPU time: fair on a shared machine
     beta_max: float = 1.0
     warmup_steps: int = 5000
     seed: int = 0
     eval_every: int = 500  # steps between validation passes
+    eval_seconds: float | None = None  # and at least this often in time, so a timed run draws curves
     checkpoint_minutes: float = 5.0
     device: str = "auto"  # CUDA, then MPS, then CPU
     amp: bool = True  # mixed precision, CUDA only
@@ -300,13 +302,22 @@ def train(
                 save_checkpoint(ckpt_dir / "best.pt", state)
             _write_json(out / "history.json", history)
 
+    def stopped_by() -> str | None:
+        """Which stopping rule has been met, in words, or None. Time budgets count from this start, so
+        `--resume --minutes 2` trains two more minutes; steps and epochs are totals of the run."""
+        if cfg.steps is not None and step >= cfg.steps:
+            return f"--steps {cfg.steps} reached"
+        if cfg.epochs is not None and epoch >= cfg.epochs:
+            return f"--epochs {cfg.epochs} reached"
+        if cfg.minutes is not None and seconds - seconds_at_start >= cfg.minutes * 60:
+            return f"--minutes {cfg.minutes:g} used"
+        if cfg.cpu_minutes is not None and cpu_seconds - cpu_at_start >= cfg.cpu_minutes * 60:
+            return f"--cpu-minutes {cfg.cpu_minutes:g} used"
+        return None
+
     def decide() -> tuple[bool, bool]:
         """(stop now?, periodic checkpoint due?) by rank 0's clock, broadcast so every rank agrees."""
-        done = (cfg.steps is not None and step >= cfg.steps) or (
-            cfg.epochs is not None and epoch >= cfg.epochs
-        )
-        done = done or (cfg.minutes is not None and seconds >= cfg.minutes * 60)
-        done = done or (cfg.cpu_minutes is not None and cpu_seconds >= cfg.cpu_minutes * 60)
+        done = stopped_by() is not None
         due = time.perf_counter() - t_checkpoint >= cfg.checkpoint_minutes * 60
         if world > 1:
             flags = torch.tensor([int(done), int(due)], device=device if device.type == "cuda" else "cpu")
@@ -316,11 +327,9 @@ def train(
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if rank == 0 and cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
+    budget_s = cfg.minutes * 60 if cfg.minutes is not None and cfg.steps is None else None
+    bar = _progress_bar(cfg, step, budget_s) if rank == 0 and cfg.progress else None
+    scalars = _scalar_writer(out) if rank == 0 else None
 
     model.train()
     running: dict[str, float] = {}
@@ -329,6 +338,8 @@ def train(
     seconds_at_start, t_start = seconds, time.perf_counter()
     cpu_at_start, cpu_start = cpu_seconds, time.process_time()
     t_checkpoint = t_start
+    last_eval_seconds = seconds
+    step_at_start = step
     batches, batches_epoch = [], -1
     stop, _ = decide()
     while not stop:
@@ -359,17 +370,33 @@ def train(
                 running[k] = running.get(k, 0.0) + float(v.detach())
         running_n += 1
         if bar is not None:
-            bar.update(1)
-            if step % 10 == 0:
+            if budget_s is None:
+                bar.update(1)
+            else:  # the budget bar counts seconds of this start
+                bar.n = min(budget_s, seconds - seconds_at_start)
+            if step % 10 == 0 or budget_s is not None:
                 shown = {
                     k: f"{v / running_n:.4g}"
                     for k, v in running.items()
                     if k in ("loss", "recon", "spectral", "kl")
                 }
-                bar.set_postfix(shown | {"beta": f"{beta:.3g}"})
+                shown["beta"] = f"{beta:.3g}"
+                if budget_s is None:
+                    bar.set_postfix(shown)
+                else:  # the clock of the budget, computed here: tqdm's estimate stalls during validation
+                    used = seconds - seconds_at_start
+                    figures = ", ".join(f"{k}={v}" for k, v in shown.items())
+                    bar.set_postfix_str(
+                        f"{_clock(used)} of {_clock(budget_s)}, {_clock(budget_s - used)} left, "
+                        f"step {step:,}, {figures}"
+                    )
 
         stop, checkpoint_due = decide()
-        if step % cfg.eval_every == 0 or stop:
+        eval_due = step % cfg.eval_every == 0 or (
+            cfg.eval_seconds is not None and seconds - last_eval_seconds >= cfg.eval_seconds
+        )
+        if eval_due or stop:
+            last_eval_seconds = seconds
             improved = False
             if rank == 0:
                 val = evaluate_loss(model, val_data, beta, device)
@@ -392,6 +419,8 @@ def train(
                         f"kl {val.get('kl', 0):.4g}, active units {val.get('active_units', '-')}"
                     )
                 _write_json(out / "history.json", history)  # before on_eval: plots read it
+                if scalars is not None:
+                    _write_scalars(scalars, history[-1])
                 if on_eval is not None:
                     on_eval(step, val)
             running, running_n = {}, 0
@@ -407,8 +436,12 @@ def train(
             t_checkpoint = time.perf_counter()
     if bar is not None:
         bar.close()
+    if scalars is not None:
+        scalars.close()
 
     summary = {
+        "stopped_by": stopped_by(),
+        "steps_this_start": step - step_at_start,
         "steps": step,
         "epochs": epoch,
         "seconds": round(seconds, 2),
@@ -422,3 +455,37 @@ def train(
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _progress_bar(cfg: TrainConfig, step: int, budget_s: float | None):
+    """tqdm over the steps, or over this start's seconds when a time budget rules: elapsed and time left
+    of the budget, the step and the losses beside it."""
+    from tqdm import tqdm
+
+    if budget_s is None:
+        return tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
+    return tqdm(total=budget_s, unit="s", dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(max(0.0, seconds)), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _scalar_writer(out: Path):
+    """A TensorBoard event writer in RUN/tensorboard when tensorboard is installed (optional), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is not installed: history.json and the plots still have it all
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
+def _write_scalars(writer, entry: dict) -> None:
+    step = entry["step"]
+    writer.add_scalar("beta", entry["beta"], step)
+    for split in ("train", "val"):
+        for name, value in entry[split].items():
+            if isinstance(value, int | float):
+                writer.add_scalar(f"{split}/{name}", value, step)
+    writer.flush()

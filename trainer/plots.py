@@ -133,7 +133,7 @@ def latent_scatter(
             sc = ax.scatter(coords[:, 0], coords[:, 1], s=4, c=c, cmap="viridis")
             if c is not None:
                 fig.colorbar(sc, ax=ax, fraction=0.046)
-        ax.set(title=f"coloured by {name}", xlabel="latent PC 1 (knob 1)", ylabel="latent PC 2 (knob 2)")
+        ax.set(title=f"coloured by {name}", xlabel="latent axis 1 (axis1)", ylabel="latent axis 2 (axis2)")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -160,7 +160,7 @@ def traversals(grains: np.ndarray, spreads: np.ndarray, path: Path) -> Path:
             vmax=40,
             extent=[spreads[0], spreads[-1], 0, SAMPLE_RATE / 2000],
         )
-        axs[i, 0].set_ylabel(f"knob {i + 1}\nkHz", fontsize=8)
+        axs[i, 0].set_ylabel(f"axis{i + 1}\nkHz", fontsize=8)
         for j, colour in ((0, "tab:blue"), (s // 2, "gray"), (s - 1, "tab:red")):
             axs[i, 1].plot(grains[i, j], lw=0.7, color=colour, label=f"{spreads[j]:+.1f} std")
         axs[i, 1].set_ylim(-1.05, 1.05)

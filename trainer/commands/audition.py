@@ -24,11 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="play only reconstructions, samples or traversals (default: all, in that order)",
     )
-    p.add_argument("--device", default=None, help="sounddevice output device name or index (default)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="sounddevice output device name or index (default: the system's default output)",
+    )
 
 
 def run_wavs(run: Path, only: str | None = None) -> list[Path]:
-    """The run's WAVs in listening order: reconstructions, samples, traversal_knob1, 2, ... 10."""
+    """The run's WAVs in listening order: reconstructions, samples, traversal_axis1, 2, ... 10."""
 
     def key(path: Path) -> tuple[int, int]:
         group = next((i for i, prefix in enumerate(ORDER) if path.stem.startswith(prefix)), len(ORDER))

@@ -1,4 +1,4 @@
-"""`python -m trainer export RUN_OR_CHECKPOINT --out model.ts`: the box's model artifact from a trained run.
+"""`python -m trainer export RUN_OR_CHECKPOINT [--out model.ts]`: the box's model artifact from a trained run.
 
 See trainer/export.py for what goes into the file and docs/model-format.md for the format itself.
 """
@@ -13,7 +13,9 @@ HELP = "export a trained Grain-VAE run as one TorchScript model file for the box
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", type=Path, metavar="RUN_OR_CHECKPOINT", help="a run folder or a checkpoint .pt")
-    p.add_argument("--out", type=Path, required=True, help="the model file to write, e.g. model.ts")
+    p.add_argument(
+        "--out", type=Path, default=None, help="the model file to write (default: model.ts in the run folder)"
+    )
     p.add_argument("--name", default=None, help="the model's name on the box (default: the run folder's)")
     p.add_argument("--axes", type=int, default=8, help="knob axes K, 8..latent size (8: one per knob)")
     p.add_argument("--anchors", type=int, default=16, help="named anchor sounds, 1..32 (16)")
@@ -27,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from trainer.export import ExportError, export_run
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    if args.out is None:  # beside the run's plots and checkpoints, never the folder export was started in
+        run_folder = args.source if args.source.is_dir() else args.source.parent.parent
+        args.out = run_folder / "model.ts"
     try:
         meta = export_run(
             args.source,

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     data = p.add_argument_group("data")
     data.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                      help=f"folder with the four MNIST IDX files, gzipped or not ({DEFAULT_DATA})")
+                      help="folder with the four MNIST IDX files, gzipped or not (default: "
+                           "shared/datasets/mnist beside the project folder)")
     data.add_argument("--val-images", type=int, default=5000,
                       help="training images held out for validation and the best checkpoint (5000)")
 

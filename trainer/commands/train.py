@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 
@@ -62,8 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--decoder",
         choices=DECODERS,
         default="harmonic",
-        help="harmonic: oscillator bank at a predicted f0 plus filtered noise (DDSP-like); "
-        "noise: filtered noise only (Bitton et al. 2020); conv: transposed convolutions (default: harmonic)",
+        help="the decoder: 'harmonic' (the default) is an oscillator bank at a predicted f0 plus filtered "
+        "noise, DDSP-like; 'noise' is filtered noise only, after Bitton et al. 2020; 'conv' is "
+        "transposed convolutions",
     )
     model.add_argument(
         "--encoder",
@@ -93,7 +95,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--out", type=Path, required=True, help="run folder for checkpoints, plots, WAVs, metrics"
     )
-    run.add_argument("--minutes", type=float, default=None, help="wall-clock budget in minutes")
+    run.add_argument(
+        "--minutes", type=float, default=None, help="wall-clock budget in minutes (--resume: minutes more)"
+    )
     run.add_argument(
         "--cpu-minutes",
         type=float,
@@ -114,7 +118,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--warmup-steps", type=int, default=5000, help="steps for beta to rise from 0 to beta-max (5000)"
     )
     run.add_argument("--seed", type=int, default=0, help="seed of data split, initialisation and order (0)")
-    run.add_argument("--eval-every", type=int, default=500, help="steps between validation passes (500)")
+    run.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="steps between validation passes (default: about 20 in the run: --steps / 20, or every "
+        "--minutes * 3 s of a timed run, and every 500 steps)",
+    )
     run.add_argument(
         "--plot-seconds",
         type=float,
@@ -174,6 +184,76 @@ def figures_line(m: dict) -> str:
     return line
 
 
+# metric key, name in words, which way is better ("lower", "higher", or "one": a ratio best at 1)
+VERDICT_METRICS = (
+    ("sc", "spectral match (SC)", "lower"),
+    ("lsd_db", "log-spectral distance", "lower"),
+    ("snr_db", "waveform SNR", "higher"),
+    ("pitch_kept", "pitch kept", "higher"),
+    ("flatness_ratio", "noisiness (flatness)", "one"),
+)
+EVALS_PER_RUN = 20  # validation passes a run draws its curves from, unless --eval-every says otherwise
+USEFUL_WARMUPS = 2  # a model is worth listening to after about twice the KL warm-up (factory: 11,000 steps)
+MIN_EVALS = 3  # fewer validation points draw no curve
+
+
+def verdict(vae: dict, pca: dict) -> str:
+    """One line: on which metrics the model beats the PCA baseline at the same latent size, and on which
+    it does not (a VAE that loses to PCA everywhere has learned nothing a linear map could not)."""
+    better, worse = [], []
+    for key, name, way in VERDICT_METRICS:
+        a, b = vae.get(key), pca.get(key)
+        if a is None or b is None:
+            continue
+        wins = a < b if way == "lower" else a > b if way == "higher" else abs(math.log(a)) < abs(math.log(b))
+        (better if wins else worse).append(name)
+    k = pca.get("k", "?")
+    if not worse:
+        return f"verdict: the model beats PCA k={k} on every figure ({', '.join(better)})"
+    if not better:
+        return f"verdict: PCA k={k} is better on every figure ({', '.join(worse)}): train longer"
+    return f"verdict: the model beats PCA k={k} on {', '.join(better)}; PCA is better on {', '.join(worse)}"
+
+
+def short_run_warning(summary: dict, warmup_steps: int) -> str | None:
+    """A warning, with what to do, when a run was too short to be worth listening to; else None."""
+    steps, seconds, evals = summary["steps"], summary["seconds"], len(summary["history"])
+    needed = USEFUL_WARMUPS * warmup_steps
+    why = []
+    if steps < warmup_steps:
+        why.append(f"the KL warm-up is unfinished (step {steps:,} of {warmup_steps:,})")
+    elif steps < needed:
+        why.append(f"{steps:,} steps is few (about {needed:,} make a playable model)")
+    if evals < MIN_EVALS:
+        why.append(f"only {evals} validation point{'s' if evals != 1 else ''}, so no learning curve")
+    if not why:
+        return None
+    rate = steps / seconds if seconds > 0 else 0.0
+    advice = f"this data needs about {needed:,} steps"
+    if rate > 0 and steps < needed:
+        more = math.ceil((needed - steps) / rate / 60)
+        advice += (f"; at the measured {rate:.1f} steps/s that is {more} more minutes: "
+                   f"continue with --resume --minutes {more}")
+    return f"warning: this run is too short to be useful: {'; '.join(why)}. {advice[0].upper()}{advice[1:]}"
+
+
+def in_words(vae: dict, pca: dict) -> str:
+    """The validation figures a musician can read: how close the spectra are, and pitch, against PCA."""
+    words = f"spectral match {max(0.0, 1 - vae['sc']):.0%} (PCA {max(0.0, 1 - pca['sc']):.0%})"
+    if vae.get("pitch_kept") is not None:
+        words += f", pitch kept {vae['pitch_kept']:.0%} (PCA {pca.get('pitch_kept', 0) or 0:.0%})"
+    return words
+
+
+def _write_progress(line: str, bar: bool) -> None:
+    if bar:
+        from tqdm import tqdm
+
+        tqdm.write(line)  # above the progress bar, not through it
+    else:
+        print(line, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -218,12 +298,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {args.out} already holds a run; add --resume to continue it, or choose another --out")
         return 2
 
-    grains = load_grainset(spec, args.cache_dir, progress=not args.no_progress and rank == 0)
-    if rank == 0:
+    from trainer.data import NoAudioError
+
+    try:
+        grains = load_grainset(spec, args.cache_dir, progress=not args.no_progress and rank == 0)
+    except (NoAudioError, OSError) as e:
+        print(f"error: {e}")
+        return 2
+    if len(grains.train) == 0 or len(grains.val) == 0:
         print(
-            f"data: {len(grains.train)} training and {len(grains.val)} validation grains "
-            f"from {len(grains.source_names)} source(s), fingerprint {grains.fingerprint[:12]}"
+            f"error: {len(grains.train)} training and {len(grains.val)} validation grains are too few to "
+            "train on; add audio (a few seconds at least) or change --val-fraction"
         )
+        return 2
+    if rank == 0:
+        print(grains.describe())  # what was loaded, skipped, dropped and how it was split: once per run
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = GrainVAE(model_cfg)
@@ -238,7 +327,10 @@ def run(args: argparse.Namespace) -> int:
         beta_max=args.beta_max,
         warmup_steps=args.warmup_steps,
         seed=args.seed,
-        eval_every=args.eval_every,
+        eval_every=args.eval_every or (max(1, args.steps // EVALS_PER_RUN) if args.steps else 500),
+        eval_seconds=(
+            None if args.eval_every or args.minutes is None else max(5.0, args.minutes * 60 / EVALS_PER_RUN)
+        ),
         checkpoint_minutes=args.checkpoint_minutes,
         device=args.device,
         amp=not args.no_amp,
@@ -263,12 +355,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"model: {model_cfg.decoder} decoder, Z={model_cfg.latent_dim}: {n_enc:,} + {n_dec:,} weights")
 
     report = RunReport(model, grains, args.out, refresh_seconds=args.plot_seconds, seed=args.seed)
+
+    def on_eval(step: int, val: dict) -> None:
+        if (metrics := report.on_eval(step, val)) is not None:
+            _write_progress(f"step {step:,}: {in_words(metrics['val'], metrics['pca'])}", cfg.progress)
+
     summary = train(
         model,
         torch.from_numpy(np.array(grains.train)),  # writable copies of the cache's read-only memmaps
         torch.from_numpy(np.array(grains.val)),
         cfg,
-        on_eval=report.on_eval,
+        on_eval=on_eval,
         fingerprint=grains.fingerprint,
         extra_state=extra,
     )
@@ -281,5 +378,11 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"validation VAE: {figures_line(m)}")
         print(f"      PCA k={p['k']}: {figures_line(p)}")
+        print(verdict(m, p))
+        if warning := short_run_warning(summary, args.warmup_steps):
+            print(warning)
+        if args.resume and summary["steps_this_start"] == 0:
+            print(f"no more steps: the run was already at step {summary['steps']:,} and "
+                  f"{summary['stopped_by']}; raise it, or give --minutes for more time")
         print(f"run folder: {args.out} (plots/, audio/, metrics.json, checkpoints/best.pt)")
     return 0
