@@ -186,7 +186,8 @@ read_facts() {
         [[ $line == *" "* ]] || value=""
         case $key in
             info) echo "  $value" ;;
-            result | error) FACT[$key]=$value; echo "  $key: $value" ;;
+            result) FACT[$key]=$value; echo "  result: $value" ;;
+            error) FACT[$key]=$value; echo "  error: ${value#* }" ;;   # the code word is boxside's, not the user's
             *) FACT[$key]=$value ;;
         esac
     done
@@ -206,6 +207,14 @@ plan_one() {
     echo "  box root ${FACT[root]}: current ${FACT[current]:-(none)}, previous ${FACT[previous]:-(none)}," \
         "runtime running: $running, $((FACT[free_kb] / 1024)) MB free"
     echo "  models on the box: ${FACT[models]:-(none)}"
+    local wait=$WAIT why
+    [[ $wait == auto && $KIND == ssh ]] && wait=yes
+    why=$(refusal "$wait")
+    if ((!ROLLBACK)) && [[ -z $why && ${FACT[current]:-} == "$MODEL_FILE" ]]; then
+        echo "  would: nothing: $MODEL_FILE is already current"   # as the real run's "unchanged"
+        record "$t" unchanged "dry run: $MODEL_FILE is already current"
+        return
+    fi
     if ((ROLLBACK)); then
         echo "  would: current -> ${FACT[previous]:-(nothing: no previous model)}, previous -> ${FACT[current]:-}"
     else
@@ -218,9 +227,6 @@ plan_one() {
     else
         echo "         then wait up to $TIMEOUT s for the runtime to report it, else swap back"
     fi
-    local wait=$WAIT why
-    [[ $wait == auto && $KIND == ssh ]] && wait=yes
-    why=$(refusal "$wait")
     if [[ -n $why ]]; then record "$t" "${why%% *}" "dry run: would refuse: ${why#* }"; return; fi
     record "$t" planned "dry run: nothing changed"
 }
@@ -279,6 +285,11 @@ flash_one() {
 for t in "${TARGETS[@]}"; do
     parse_target "$t"
     echo "== $t"
+    if [[ $KIND == dir && ! -d $t ]]; then   # an SD card that is not mounted (or a typing slip)
+        echo "  no folder $t"
+        record "$t" refused "no folder $t: is the box's SD card mounted? Mount its root partition and give that folder"
+        continue
+    fi
     if ((DRY_RUN)); then plan_one "$t"; else flash_one "$t"; fi
 done
 

@@ -364,5 +364,45 @@ def test_dry_run_shows_the_plan_and_changes_nothing(sshd: Sshd, box: Path, model
     assert snapshot(box) == before
 
 
+def test_dry_run_of_the_model_already_current_says_unchanged_as_the_real_run_does(
+        tmp_path: Path, models: dict[str, Path]) -> None:
+    card = tmp_path / "sdcard"
+    install_directly(card / "var/lib/grainbox", models["old"], "old-sound")
+    before = snapshot(card)
+    dry = flash("--dry-run", models["old"], card)
+    print(dry.stdout)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    current = box_file_name(models["old"], "old-sound")
+    assert f"would: nothing: {current} is already current" in dry.stdout
+    assert "would: copy" not in dry.stdout and "mv -T" not in dry.stdout
+    assert dry.stdout.splitlines()[-1].split()[1:3] == ["unchanged", "dry"]
+    assert snapshot(card) == before
+    real = flash(models["old"], card)  # the real run says the same (and only touches the file's mtime)
+    assert real.returncode == 0 and real.stdout.splitlines()[-1].split()[1] == "unchanged", real.stdout
+
+
+def test_a_folder_that_is_not_a_box_says_so_without_internal_codes(
+        tmp_path: Path, models: dict[str, Path]) -> None:
+    empty = tmp_path / "not-a-box"
+    empty.mkdir()
+    result = flash(models["new"], empty)
+    print(result.stdout)
+    assert result.returncode == 1
+    assert f"no box at {empty}/var/lib/grainbox (run deploy/setup-pi.sh first" in result.stdout
+    assert "nobox" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_card_folder_that_does_not_exist_asks_whether_the_card_is_mounted(
+        tmp_path: Path, models: dict[str, Path], dry_run: bool) -> None:
+    card = tmp_path / "media" / "rootfs"  # the card's usual mount point, with no card in the reader
+    result = flash(*(["--dry-run"] if dry_run else []), models["new"], card)
+    print(result.stdout)
+    assert result.returncode == 1
+    assert f"no folder {card}: is the box's SD card mounted?" in result.stdout
+    assert "setup-pi.sh" not in result.stdout and "nobox" not in result.stdout
+    assert not card.exists()
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
