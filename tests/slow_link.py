@@ -1,9 +1,11 @@
-"""A slow network link for ssh: `ProxyCommand=python tests/slow_link.py HOST PORT BYTES_PER_S`.
+"""A slow network link for ssh: `ProxyCommand=python tests/slow_link.py HOST PORT BYTES_PER_S [STALL_AT]`.
 
 ssh hands its connection to this program's stdin/stdout; the program relays it to HOST:PORT, holding the
 upload to BYTES_PER_S like a weak Wi-Fi link to a box. On loopback a model copies in milliseconds, too
-fast for a test to interrupt it half-way; through this link it takes seconds, and a test can kill
-flash.sh while the box has received part of the file.
+fast for a test to interrupt it half-way; through this link it takes seconds. With STALL_AT the link
+stops carrying the upload after that many bytes, as a link that drops mid-copy does, so a test can kill
+flash.sh while the box holds part of the file however busy the machine is (a rate alone catches up in
+one burst after the relay was starved of CPU, and the copy could finish before the test looked).
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ import time
 CHUNK = 16 * 1024
 
 
-def upload(sock: socket.socket, rate: float) -> None:
-    """stdin -> socket, at most `rate` bytes per second."""
+def upload(sock: socket.socket, rate: float, stall_at: float) -> None:
+    """stdin -> socket, at most `rate` bytes per second, and nothing more after `stall_at` bytes."""
     start, sent = time.monotonic(), 0
     while data := os.read(0, CHUNK):
+        if sent + len(data) > stall_at:
+            sock.sendall(data[: max(0, int(stall_at - sent))])
+            while True:  # the link is gone: ssh waits until it is killed
+                time.sleep(3600)
         sock.sendall(data)
         sent += len(data)
         ahead = sent / rate - (time.monotonic() - start)
@@ -37,8 +43,9 @@ def download(sock: socket.socket) -> None:
 
 def main() -> None:
     host, port, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    stall_at = float(sys.argv[4]) if len(sys.argv) > 4 else float("inf")
     sock = socket.create_connection((host, port))
-    threading.Thread(target=upload, args=(sock, rate), daemon=True).start()
+    threading.Thread(target=upload, args=(sock, rate, stall_at), daemon=True).start()
     download(sock)
 
 

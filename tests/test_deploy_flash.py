@@ -131,7 +131,9 @@ def test_transfer_killed_half_way_leaves_the_old_model_and_a_later_flash_succeed
     old_file, old_sha = link(box, "current"), sha256_of(box / "models" / link(box, "current"))
     models_before = snapshot(box / "models")
     big_size = models["big"].stat().st_size
-    slow_link = f"ProxyCommand={PYTHON} {REPO / 'tests' / 'slow_link.py'} 127.0.0.1 {sshd.port} 1000000"
+    # 1 MB/s, and the link stalls half-way through the model: the copy cannot finish before the kill
+    slow_link = (f"ProxyCommand={PYTHON} {REPO / 'tests' / 'slow_link.py'} 127.0.0.1 {sshd.port} 1000000 "
+                 f"{big_size // 2}")
     proc = subprocess.Popen(
         [str(FLASH), *map(str, over_ssh(sshd, box, "--ssh-opt", slow_link, models["big"], sshd.target))],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
