@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser(
         "doctor",
         help="check audio devices, Pd, SPI and the model; one line each",
-        description="Check what the box needs, one line each (OK, FAIL or SKIP with what to do).",
+        description="Check what the box needs, one line each (OK, WARN, SKIP or FAIL with what to do), "
+        "after a line saying whether this is the box or a desktop, where box-only checks are skipped. "
+        "Exit 1 when a line is FAIL.",
     )
     _add_box_options(doctor)
     doctor.add_argument(

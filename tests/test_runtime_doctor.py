@@ -86,3 +86,10 @@ def test_a_port_held_by_a_runtime_of_another_state_dir_is_named_not_blamed_on_pd
     assert line.startswith(held)
     assert f"--state-dir {runtime.state_dir}" in line and str(tmp_path / "other") in line
     assert not any(x.startswith("FAIL  Pd") for x in result.stdout.splitlines())
+
+
+def test_doctor_help_says_what_its_lines_mean() -> None:
+    result = subprocess.run([sys.executable, "-m", "runtime", "doctor", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    text = " ".join(result.stdout.split())
+    assert "(OK, WARN, SKIP or FAIL with what to do)" in text and "the box or a desktop" in text
