@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(args.file)
     from runtime.config import ConfigError, load_config
 
+    if args.command == "doctor" and args.config is None:
+        from runtime.host import box_config, detect
+
+        args.config = box_config(detect())  # on the box: the config its runtime runs with
     try:
         config = load_config(args.config, args)
     except ConfigError as e:

@@ -45,7 +45,7 @@ class Finding:
 
 def check_here(host: Host) -> Finding:
     if host.is_box:
-        return Finding("INFO", "here", f"the box ({host.why})")
+        return Finding("INFO", "here", f"the box ({host.why})")  # its config: runtime/host.py box_config
     return Finding("INFO", "here", f"a desktop ({host.why}): box-only checks are skipped")
 
 
@@ -167,12 +167,13 @@ def _port_taken(config: Config) -> Finding:
     pid, command = holder
     argv = command.split()
     if "runtime" in argv and "run" in argv:
-        theirs = argv[argv.index("--state-dir") + 1] if "--state-dir" in argv[:-1] else "its config's"
+        same = next((f"{flag} {argv[argv.index(flag) + 1]}" for flag in ("--state-dir", "--config")
+                     if flag in argv[:-1]), "the --config or --state-dir it was started with")  # fmt: skip
         return Finding(
             "FAIL",
             "OSC port",
             f"{where} is held by a runtime (pid {pid}) that does not report in {config.status_path}; "
-            f"run the doctor with its state folder (--state-dir {theirs}) to check Pd through it",
+            f"run the doctor with {same} to check Pd through it",
         )
     what = f"{where} is held by pid {pid} ({command[:80]})"
     return Finding("FAIL", "OSC port", f"{what}; stop it, or use another --osc-port")

@@ -45,6 +45,16 @@ def detect(root: Path = Path("/")) -> Host:
     return Host("desktop", "not a Raspberry Pi, and no grainbox units installed")
 
 
+BOX_CONFIG = Path("etc/grainbox/box.toml")  # what setup-pi.sh writes and grainbox-runtime.service reads
+
+
+def box_config(host: Host, root: Path = Path("/")) -> Path | None:
+    """The box's own config file when this is the box and it is there: the doctor reads it unless told
+    otherwise, so it checks the ports, state folder and model the running box uses."""
+    path = root / BOX_CONFIG
+    return path if host.is_box and path.is_file() else None
+
+
 def pd_start_hint(host: Host, pd_port: int, runtime_port: int) -> str:
     """How to start Pd here so that it talks to a runtime on `runtime_port`."""
     if host.is_box:

@@ -13,7 +13,7 @@ import pytest
 
 from runtime.config import Config
 from runtime.doctor import run_doctor
-from runtime.host import Host, detect, have
+from runtime.host import Host, box_config, detect, have
 from tests.conftest import free_udp_port
 from tests.model_fixtures import write_valid
 from tests.runtime_helpers import REPO, RuntimeProcess
@@ -37,6 +37,15 @@ def test_detect_reads_the_device_tree_and_setup_pis_units(tmp_path: Path) -> Non
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
     (tmp_path / "etc/systemd/system/grainbox-pd.service").write_text("[Unit]\n")
     assert detect(tmp_path) == Host("box", "grainbox-pd.service is installed")
+
+
+def test_on_the_box_the_doctor_reads_the_boxs_config_unless_told(tmp_path: Path) -> None:
+    box, desktop = Host("box", "Raspberry Pi 5"), Host("desktop", "not a Raspberry Pi")
+    assert box_config(box, tmp_path) is None  # setup-pi.sh has not written it
+    (tmp_path / "etc/grainbox").mkdir(parents=True)
+    (tmp_path / "etc/grainbox/box.toml").write_text("[state]\n")
+    assert box_config(box, tmp_path) == tmp_path / "etc/grainbox/box.toml"
+    assert box_config(desktop, tmp_path) is None
 
 
 @pytest.mark.skipif(not DESKTOP, reason="this machine is set up as a box")
@@ -84,7 +93,7 @@ def test_a_port_held_by_a_runtime_of_another_state_dir_is_named_not_blamed_on_pd
     line = next(line for line in result.stdout.splitlines() if "held by" in line)
     held = f"FAIL  OSC port: 127.0.0.1:{runtime.port} is held by a runtime (pid {runtime.proc.pid})"
     assert line.startswith(held)
-    assert f"--state-dir {runtime.state_dir}" in line and str(tmp_path / "other") in line
+    assert f"run the doctor with --state-dir {runtime.state_dir}" in line and str(tmp_path / "other") in line
     assert not any(x.startswith("FAIL  Pd") for x in result.stdout.splitlines())
 
 
