@@ -2,7 +2,8 @@
 
     INFO  here: the box (Raspberry Pi 4 Model B Rev 1.4)
     OK    audio: 2 output devices (default: bcm2835 Headphones)
-    FAIL  Pd: no /pong from 127.0.0.1:9001 in 1.0 s; is grainbox-pd running? (systemctl status grainbox-pd)
+    FAIL  Pd: no /pong from 127.0.0.1:9001 in 1 s; is Pd running main.pd with ports 9001 9000? start it
+          with `sudo systemctl start grainbox-pd` (`systemctl status grainbox-pd` says why)
     OK    SPI: /dev/spidev0.0 present (MCP3008 on SPI0 CE0)
     OK    model: factory-synth (3f2a9c1b0e4d) from /var/lib/grainbox/models/current
 
@@ -44,8 +45,9 @@ class Finding:
 
 
 def check_here(host: Host) -> Finding:
+    """Where the doctor runs, and so which of the lines below apply (on the box it reads box.toml too)."""
     if host.is_box:
-        return Finding("INFO", "here", f"the box ({host.why})")  # its config: runtime/host.py box_config
+        return Finding("INFO", "here", f"the box ({host.why})")
     return Finding("INFO", "here", f"a desktop ({host.why}): box-only checks are skipped")
 
 
