@@ -169,7 +169,7 @@ def test_a_single_file_is_split_in_time_without_overlap(tmp_path):
     data = tmp_path / "single"
     write(data / "take.wav", noise(22_050), subtype="FLOAT")  # 42 grains at hop 512
     gs = load(data, tmp_path, val_fraction=0.1)
-    assert gs.summary["split"] == "by time within each file (1 file: too few to split by file)"
+    assert gs.summary["split"].startswith("by time within each file")
     assert len(gs.val) == 4 and len(gs.train) == 42 - 4 - 1  # one grain left out: it overlaps both
     x = audio.peak_normalise(audio.load_mono(data / "take.wav"))
     first_val_start = (42 - 4) * 512
@@ -185,7 +185,8 @@ def test_two_files_both_validate_split_in_time_and_the_describe_line_says_so(tmp
     gs = load(data, tmp_path, val_fraction=0.1)
     assert gs.summary["val_files"] == 2 and gs.summary["train_files"] == 2
     assert sorted(set(gs.val_source.tolist())) == [0, 1]  # not one drone as the whole validation
-    assert "split by time within each file (2 files: too few to split by file)" in gs.describe()
+    assert "split by time within each file (by file, 1 of 2 files would validate)" in gs.describe()
+    assert gs.summary["val_files"] == 2
 
 
 def test_silent_and_too_short_files_are_reported_with_the_gated_share(tmp_path):
@@ -242,3 +243,12 @@ def test_a_folder_of_only_unusable_audio_is_a_clear_error(tmp_path, caplog):
 def test_a_missing_folder_says_what_data_can_be(tmp_path):
     with pytest.raises(NoAudioError, match="no such folder; give 'synth'"):
         load(tmp_path / "nowhere", tmp_path)
+
+
+def test_the_reconstructions_come_from_every_validation_file_in_turn():
+    from trainer.grain_report import stratified
+
+    sources = np.array([0] * 500 + [1] * 3 + [2] * 3)  # one long drone and two short notes
+    picked = stratified(sources, 6, np.random.default_rng(0))
+    assert len(picked) == 6 and sorted(np.bincount(sources[picked]).tolist()) == [2, 2, 2]
+    assert len(set(picked.tolist())) == 6

@@ -6,10 +6,10 @@
 
 Splits are by *file* for folders: neighbouring grains overlap by half, so a grain-level split would leak
 validation audio into training. Files go to validation in a seeded random order until about
-val_fraction of the grains are there. A folder with fewer than FEW_FILES usable files is split in time
-instead (two files by file would make one of them, say a drone, the whole validation): the last
-val_fraction of every file's grains validate, and its training part stops a grain short of them so
-nothing overlaps. `summary["split"]` says which was done, and train prints it.
+val_fraction of the grains and at least MIN_VAL_FILES files are there. A folder of fewer than twice
+that many files (with two, one of them, say a drone, would be the whole validation) is split in time
+instead: the last val_fraction of every file's grains validate, and its training part stops a grain
+short of them so nothing overlaps. `summary["split"]` says which was done, and train prints it.
 Synth grains are independent renders, so they are split by grain.
 
 The cache (default ~/.cache/grainbox, or $GRAINBOX_CACHE) holds one directory per data set, named by its
@@ -36,7 +36,7 @@ from trainer import GRAIN_SIZE, SAMPLE_RATE, audio, synth
 
 PIPELINE_VERSION = 2
 """Bump whenever the audio pipeline's output changes, so every cached folder is rebuilt."""
-FEW_FILES = 8  # below this many files, validation is the end of every file rather than whole files
+MIN_VAL_FILES = 3  # validation takes at least this many whole files; with under twice as many, split in time
 
 log = logging.getLogger(__name__)
 
@@ -268,35 +268,47 @@ def _split(
     everything = [(i, start, start + count) for i, (_, start, count) in enumerate(loaded)]
     if val_fraction == 0:
         return "none (val_fraction 0)", everything, []
-    if len(loaded) < FEW_FILES:
-        # Too few files to validate on whole ones (two files: one drone would be the whole validation):
-        # the end of every file validates, with a gap so no grain overlaps both sides.
-        gap = -(-GRAIN_SIZE // hop) - 1  # grains before the first val grain that still overlap it
-        train, val = [], []
-        for i, (_, start, count) in enumerate(loaded):
-            n_val = max(1, round(val_fraction * count))
-            n_train = count - n_val - gap
-            if n_train < 1:  # too short to cut in two: all of it trains
-                train.append((i, start, start + count))
-                continue
-            train.append((i, start, start + n_train))
-            val.append((i, start + count - n_val, start + count))
-        if not val:
-            log.warning("every file is too short to split: the validation set is empty")
-            return "none (files too short to split)", everything, []
-        files = f"{len(loaded)} file{'s' if len(loaded) != 1 else ''}"
-        return f"by time within each file ({files}: too few to split by file)", train, val
+    by_file = _split_by_file(loaded, everything, val_fraction, seed)
+    if len(loaded) >= 2 * MIN_VAL_FILES:
+        return "by file", *by_file
+    # Too few files to validate on whole ones (with two files, one drone would be the whole validation):
+    # the end of every file validates instead, with a gap so no grain overlaps both sides.
+    gap = -(-GRAIN_SIZE // hop) - 1  # grains before the first val grain that still overlap it
+    train, val = [], []
+    for i, (_, start, count) in enumerate(loaded):
+        n_val = max(1, round(val_fraction * count))
+        n_train = count - n_val - gap
+        if n_train < 1:  # too short to cut in two: all of it trains
+            train.append((i, start, start + count))
+            continue
+        train.append((i, start, start + n_train))
+        val.append((i, start + count - n_val, start + count))
+    whole = len({i for i, _, _ in by_file[1]})
+    if not val and whole:  # one-shots too short to cut in two: whole files it is, however few
+        return f"by file ({whole} validate: the files are too short to split in time)", *by_file
+    if not val:
+        log.warning("every file is too short to split: the validation set is empty")
+        return "none (files too short to split)", everything, []
+    why = f"by file, {whole} of {len(loaded)} file{'s' if len(loaded) != 1 else ''} would validate"
+    return f"by time within each file ({why})", train, val
 
+
+def _split_by_file(
+    loaded: list[tuple[str, int, int]], everything: list[tuple[int, int, int]], val_fraction: float, seed: int
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """Whole files to validation in a seeded order until about val_fraction of the grains are there, and
+    at least MIN_VAL_FILES files where a third of the files allows it (one file is not a validation)."""
     target = val_fraction * sum(c for _, _, c in loaded)
+    min_files = min(MIN_VAL_FILES, len(loaded) // 3)
     val, val_grains = [], 0
     for i in np.random.default_rng(seed).permutation(len(loaded)):
-        if val_grains >= target or len(val) == len(loaded) - 1:
+        if (val_grains >= target and len(val) >= min_files) or len(val) == len(loaded) - 1:
             break
         val.append(int(i))
         val_grains += loaded[i][2]
     val_set = set(val)
     train = [r for r in everything if r[0] not in val_set]
-    return "by file", train, [r for r in everything if r[0] in val_set]
+    return train, [r for r in everything if r[0] in val_set]
 
 
 def _hash_files(folder: Path, files: list[Path], progress: bool) -> list[tuple[str, str]]:

@@ -105,6 +105,19 @@ def _atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def stratified(sources: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n indices of grains, taken from the sources in turn (a random grain of each), so that one long
+    file cannot fill the reconstructions; sorted."""
+    order = rng.permutation(np.unique(sources))
+    by_source = [rng.permutation(np.flatnonzero(sources == s)).tolist() for s in order]
+    picked: list[int] = []
+    while len(picked) < min(n, len(sources)):
+        for pool in by_source:
+            if pool and len(picked) < n:
+                picked.append(pool.pop())
+    return np.sort(np.array(picked, dtype=np.int64))
+
+
 class RunReport:
     """Draws the figures, writes the WAVs and metrics.json of a run; `on_eval` for trainer.loop.train.
 
@@ -118,9 +131,7 @@ class RunReport:
         self.out = Path(out)
         self.refresh_seconds = refresh_seconds
         rng = np.random.default_rng(seed)
-        self.fixed = np.sort(
-            rng.choice(len(grains.val), size=min(FIXED_GRAINS, len(grains.val)), replace=False)
-        )
+        self.fixed = stratified(np.asarray(grains.val_source), FIXED_GRAINS, rng)
         self.latent_idx = np.sort(
             rng.choice(len(grains.train), size=min(LATENT_POINTS, len(grains.train)), replace=False)
         )

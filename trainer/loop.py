@@ -386,7 +386,7 @@ def train(
                 else:  # the clock of the budget, computed here: tqdm's estimate stalls during validation
                     used = seconds - seconds_at_start
                     figures = ", ".join(f"{k}={v}" for k, v in shown.items())
-                    bar.set_postfix_str(
+                    bar.set_description_str(
                         f"{_clock(used)} of {_clock(budget_s)}, {_clock(budget_s - used)} left, "
                         f"step {step:,}, {figures}"
                     )
@@ -464,7 +464,8 @@ def _progress_bar(cfg: TrainConfig, step: int, budget_s: float | None):
 
     if budget_s is None:
         return tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
-    return tqdm(total=budget_s, unit="s", dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}")
+    # the text after the bar is the description: tqdm puts ", " before a postfix
+    return tqdm(total=budget_s, unit="s", dynamic_ncols=True, bar_format="{percentage:3.0f}%|{bar}| {desc}")
 
 
 def _clock(seconds: float) -> str:
