@@ -203,6 +203,10 @@ def test_pot5_sets_density_and_encoder_and_button_drive_the_performance(box_on_m
     button.drive_low(), button.drive_high()
     assert box.performance.state.freeze
     wait_until(lambda: ["freeze", 1.0] in peer.of("/param"), what="/param freeze 1")
+    # the encoder's last step may still be decoding: count from an idle engine, or that decode counts
+    engine = box.engine
+    idle = lambda: engine.requests == engine.decodes + engine.coalesced + engine.errors  # noqa: E731
+    wait_until(idle, what="idle engine")
     decodes = box.engine.decodes
     chip.codes[1] = 1023
     wait_until(lambda: box.performance.state.knobs[1] == 1.0, what="pot 2 to reach 1.0")
