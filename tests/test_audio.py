@@ -185,7 +185,7 @@ def test_two_files_both_validate_split_in_time_and_the_describe_line_says_so(tmp
     gs = load(data, tmp_path, val_fraction=0.1)
     assert gs.summary["val_files"] == 2 and gs.summary["train_files"] == 2
     assert sorted(set(gs.val_source.tolist())) == [0, 1]  # not one drone as the whole validation
-    assert "split by time within each file (by file, 1 of 2 files would validate)" in gs.describe()
+    assert "split by time within each file (by file, 1 of 2 files would validate" in gs.describe()
     assert gs.summary["val_files"] == 2
 
 

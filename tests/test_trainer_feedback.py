@@ -45,6 +45,18 @@ def test_the_run_says_plainly_whether_it_beats_pca_and_that_it_is_too_short(
     assert "This data needs about 10,000 steps" in warning and "continue with --resume --minutes " in warning
 
 
+def test_the_best_checkpoint_is_chosen_by_the_loss_at_full_beta(short_run: tuple[Path, str]) -> None:
+    import torch
+
+    run, _ = short_run
+    history = json.loads((run / "history.json").read_text())
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    # during the warm-up the loss at the current beta grows with beta: by it the first step would win
+    full = [h["val"]["loss_at_beta_max"] for h in history]
+    assert best["step"] == history[int(np.argmin(full))]["step"]
+    assert best["best_val_loss"] == pytest.approx(min(full))
+
+
 def test_the_data_is_described_once(short_run: tuple[Path, str]) -> None:
     _, out = short_run
     assert out.count("synth: 270 train / 30 val grains, split by grain") == 1

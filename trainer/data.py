@@ -6,8 +6,9 @@
 
 Splits are by *file* for folders: neighbouring grains overlap by half, so a grain-level split would leak
 validation audio into training. Files go to validation in a seeded random order until about
-val_fraction of the grains and at least MIN_VAL_FILES files are there. A folder of fewer than twice
-that many files (with two, one of them, say a drone, would be the whole validation) is split in time
+val_fraction of the grains and at least MIN_VAL_FILES files are there. When whole files would take
+more than twice val_fraction of the grains, or the folder has fewer than twice MIN_VAL_FILES files
+(with two, one of them, say a drone, would be the whole validation), the folder is split in time
 instead: the last val_fraction of every file's grains validate, and its training part stops a grain
 short of them so nothing overlaps. `summary["split"]` says which was done, and train prints it.
 Synth grains are independent renders, so they are split by grain.
@@ -34,7 +35,7 @@ import numpy as np
 
 from trainer import GRAIN_SIZE, SAMPLE_RATE, audio, synth
 
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 4
 """Bump whenever the audio pipeline's output changes, so every cached folder is rebuilt."""
 MIN_VAL_FILES = 3  # validation takes at least this many whole files; with under twice as many, split in time
 
@@ -269,8 +270,13 @@ def _split(
     if val_fraction == 0:
         return "none (val_fraction 0)", everything, []
     by_file = _split_by_file(loaded, everything, val_fraction, seed)
-    if len(loaded) >= 2 * MIN_VAL_FILES:
+    whole = len({i for i, _, _ in by_file[1]})
+    total = sum(c for _, _, c in loaded)
+    share = sum(b - a for _, a, b in by_file[1]) / total if total else 0.0
+    if len(loaded) >= 2 * MIN_VAL_FILES and share <= 2 * val_fraction:
         return "by file", *by_file
+    why = (f"by file, {whole} of {len(loaded)} file{'s' if len(loaded) != 1 else ''} would validate"
+           + (f", {share:.0%} of the grains" if share > 2 * val_fraction else ""))
     # Too few files to validate on whole ones (with two files, one drone would be the whole validation):
     # the end of every file validates instead, with a gap so no grain overlaps both sides.
     gap = -(-GRAIN_SIZE // hop) - 1  # grains before the first val grain that still overlap it
@@ -283,13 +289,11 @@ def _split(
             continue
         train.append((i, start, start + n_train))
         val.append((i, start + count - n_val, start + count))
-    whole = len({i for i, _, _ in by_file[1]})
     if not val and whole:  # one-shots too short to cut in two: whole files it is, however few
         return f"by file ({whole} validate: the files are too short to split in time)", *by_file
     if not val:
         log.warning("every file is too short to split: the validation set is empty")
         return "none (files too short to split)", everything, []
-    why = f"by file, {whole} of {len(loaded)} file{'s' if len(loaded) != 1 else ''} would validate"
     return f"by time within each file ({why})", train, val
 
 

@@ -410,8 +410,13 @@ def train(
                         "val": val,
                     }
                 )
-                improved = val["loss"] < best_val
-                best_val = min(best_val, val["loss"])
+                # The best checkpoint is chosen by the loss at beta_max: during the KL warm-up the loss
+                # at the current beta rises with beta, so by it the earliest, worst model would win.
+                if "kl" in val:
+                    val["loss_at_beta_max"] = val["loss"] + (cfg.beta_max - beta) * val["kl"]
+                selection = val.get("loss_at_beta_max", val["loss"])
+                improved = selection < best_val
+                best_val = min(best_val, selection)
                 last_val = val
                 if bar is not None:
                     bar.write(

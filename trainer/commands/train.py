@@ -374,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
         m, p = metrics["val"], metrics["pca"]
         print(
             f"done: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min on {summary['device']}"
-            f" (x{summary['world_size']}); best validation loss {summary['best_val_loss']:.5g}"
+            f" (x{summary['world_size']}); best validation loss {summary['best_val_loss']:.5g} (at beta_max)"
         )
         print(f"validation VAE: {figures_line(m)}")
         print(f"      PCA k={p['k']}: {figures_line(p)}")
