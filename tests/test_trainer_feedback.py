@@ -55,6 +55,9 @@ def test_the_best_checkpoint_is_chosen_by_the_loss_at_full_beta(short_run: tuple
     full = [h["val"]["loss_at_beta_max"] for h in history]
     assert best["step"] == history[int(np.argmin(full))]["step"]
     assert best["best_val_loss"] == pytest.approx(min(full))
+    # and the figures the run printed are the best checkpoint's, the one export ships
+    assert json.loads((run / "metrics.json").read_text())["step"] == best["step"]
+    assert f"at step {best['step']:,}: the checkpoint export ships" in short_run[1]
 
 
 def test_the_data_is_described_once(short_run: tuple[Path, str]) -> None:

@@ -370,11 +370,19 @@ def run(args: argparse.Namespace) -> int:
         extra_state=extra,
     )
     if rank == 0:
-        metrics = report.refresh(summary["steps"], summary["val"])
+        # The figures, WAVs and verdict describe the best checkpoint: the model export ships.
+        best = args.out / "checkpoints" / "best.pt"
+        best_step = summary["steps"]
+        if best.is_file():
+            state = load_checkpoint(best)
+            model.load_state_dict(state["model"])
+            best_step = state["step"]
+        metrics = report.refresh(best_step, summary["val"] if best_step == summary["steps"] else None)
         m, p = metrics["val"], metrics["pca"]
         print(
             f"done: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min on {summary['device']}"
             f" (x{summary['world_size']}); best validation loss {summary['best_val_loss']:.5g} (at beta_max)"
+            f" at step {best_step:,}: the checkpoint export ships, described below and in the WAVs"
         )
         print(f"validation VAE: {figures_line(m)}")
         print(f"      PCA k={p['k']}: {figures_line(p)}")
