@@ -20,7 +20,7 @@ from pdwriter import Patch
 
 HERE = Path(__file__).resolve().parent
 # What the box can play, shared with the runtime's check and box.toml: the patch applies the same limits.
-LIMITS = json.loads((HERE.parent / "runtime" / "limits.json").read_text())
+LIMITS = json.loads((HERE.parent / "runtime" / "contract.json").read_text())["limits"]
 MAX_SLOTS = LIMITS["slots"]["max"]  # /model may ask for up to this many grain slots
 GUARD = 3  # each slot table holds [g[G-1], g[0] .. g[G-1], g[0], g[1]] so [tabread4~] wraps smoothly
 RING = 4  # tables per slot: a new grain goes into a table no voice is reading (double buffering, x4)

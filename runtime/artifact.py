@@ -23,14 +23,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from runtime.limits import GRAIN_SIZE, LATENT_DIM, SAMPLE_RATE
+from runtime.contract import (
+    ARTIFACT_SCHEMAS,
+    BUFFERS,
+    GRAIN_SIZE,
+    LATENT_DIM,
+    MAX_ANCHORS,
+    METADATA_FILE,
+    METHODS,
+    MIN_AXES,
+    SAMPLE_RATE,
+)
 
-SUPPORTED_SCHEMAS = (1,)
-METADATA_FILE = "grainbox.json"
-METHODS = ("decode", "encode")
-BUFFERS = ("center", "axes", "scales", "anchors")
-MAX_ANCHORS = 32
-MIN_AXES = 8
 # A unit vector stored in float32 and re-exported may drift a little; more than this is a wrong export.
 UNIT_TOLERANCE = 1e-3
 # Grains are written by tanh or clamp; allow the rounding of a float32 at 1.0 and nothing more.
@@ -242,12 +246,12 @@ def _parse_metadata(text: str) -> dict[str, Any]:
 
 def _check_schema(meta: dict[str, Any]) -> None:
     version = meta.get("schema_version")
-    supported = ", ".join(str(v) for v in SUPPORTED_SCHEMAS)
+    supported = ", ".join(str(v) for v in ARTIFACT_SCHEMAS)
     if version is None:
         raise ModelError(
             f"{METADATA_FILE} has no schema_version (this runtime supports {supported}); {FIX_EXPORT}"
         )
-    if version not in SUPPORTED_SCHEMAS or isinstance(version, bool):
+    if version not in ARTIFACT_SCHEMAS or isinstance(version, bool):
         raise ModelError(
             f"schema_version {version!r} is not one this runtime knows (supported: {supported}); "
             f"update the runtime on the box, or export with a matching trainer"
@@ -304,7 +308,7 @@ def _check_metadata_fields(meta: dict[str, Any]) -> None:
             raise ModelError(f"{METADATA_FILE} `{key}` must be > 0, found {value}; {FIX_EXPORT}")
     for limit in (SAMPLE_RATE, GRAIN_SIZE, LATENT_DIM):
         if why := limit.refuses(meta[limit.name]):
-            raise ModelError(f"the box cannot play this model: {why}; {FIX_EXPORT} (runtime/limits.json)")
+            raise ModelError(f"the box cannot play this model: {why}; {FIX_EXPORT} (runtime/contract.json)")
     if not meta["name"].strip():
         raise ModelError(f"{METADATA_FILE} `name` is empty; {FIX_EXPORT} with --name")
     if not all(isinstance(n, str) for n in meta["anchor_names"]):
@@ -338,8 +342,8 @@ def _check_navigation(b: dict[str, Tensor]) -> None:
     k, a = b["axes"].shape[0], b["anchors"].shape[0]
     if k < MIN_AXES:
         raise ModelError(
-            f"the model has {k} axes, the box needs at least {MIN_AXES} (num_axes >= 8); "
-            f"{FIX_EXPORT} with a latent size of 8 or more"
+            f"the model has {k} axes, the box needs at least {MIN_AXES} (num_axes >= {MIN_AXES}); "
+            f"{FIX_EXPORT} with a latent size of {MIN_AXES} or more"
         )
     if not 1 <= a <= MAX_ANCHORS:
         raise ModelError(f"the model has {a} anchors, the box accepts 1 to {MAX_ANCHORS}; {FIX_EXPORT}")

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.limits import SLOTS
+from runtime.contract import DEFAULT_KNOB_ACTIONS, KNOB_COUNT, MIN_AXES, SLOTS
 from runtime.text import excerpt, shown_name
 
 REPO = Path(__file__).resolve().parent.parent
 FACTORY_MODEL = REPO / "models" / "factory.ts"
 DEFAULT_STATE_DIR = Path("~/.local/state/grainbox")
 
-NUM_POTS = 8
-POT_ACTIONS = tuple(f"axis{i}" for i in range(1, 9)) + (
+# Every model has at least MIN_AXES axes, so a pot can always be mapped to any of them.
+POT_ACTIONS = tuple(f"axis{i}" for i in range(1, MIN_AXES + 1)) + (
     "density",
     "duration",
     "transpose",
@@ -61,7 +61,7 @@ class Config:
     encoder_a: int = 17
     encoder_b: int = 27
     encoder_button: int = 22
-    pots: tuple[str, ...] = ("axis1", "axis2", "axis3", "axis4", "density", "duration", "transpose", "spray")
+    pots: tuple[str, ...] = DEFAULT_KNOB_ACTIONS
     encoder: str = "anchor"
     button_press: str = "freeze"
     button_long_press: str = "save_preset"
@@ -132,7 +132,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
     "state": {"dir": ("state_dir", _path)},
     "osc": {"listen_port": ("listen_port", _PORT), "pd_port": ("pd_port", _PORT)},
     "engine": {
-        "slots": ("slots", _integer(SLOTS.low, SLOTS.high)),  # what the patch holds (runtime/limits.json)
+        "slots": ("slots", _integer(SLOTS.low, SLOTS.high)),  # what the patch holds (runtime/contract.json)
         "spray": ("spray", _number(0, 8)),
         "seed": ("seed", _integer(0, 2**31 - 1)),
     },
@@ -151,7 +151,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
         "encoder_button": ("encoder_button", _GPIO),
     },
     "mapping": {
-        **{f"pot{i}": (f"pot{i}", _one_of(POT_ACTIONS)) for i in range(1, NUM_POTS + 1)},
+        **{f"pot{i}": (f"pot{i}", _one_of(POT_ACTIONS)) for i in range(1, KNOB_COUNT + 1)},
         "encoder": ("encoder", _one_of(ENCODER_ACTIONS)),
         "button_press": ("button_press", _one_of(BUTTON_ACTIONS)),
         "button_long_press": ("button_long_press", _one_of(BUTTON_ACTIONS)),

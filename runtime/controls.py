@@ -17,7 +17,8 @@ import threading
 import warnings
 from typing import Protocol
 
-from runtime.config import NUM_POTS, Config
+from runtime.config import Config
+from runtime.contract import KNOB_COUNT
 from runtime.host import Host, detect
 from runtime.knob_filter import KnobFilter
 
@@ -88,9 +89,9 @@ class KnobBox(Controls):
         from gpiozero import MCP3008, Button, RotaryEncoder
 
         self.poll_s = config.poll_ms / 1000
-        self.filters = [KnobFilter(config.smoothing, config.dead_band) for _ in range(NUM_POTS)]
+        self.filters = [KnobFilter(config.smoothing, config.dead_band) for _ in range(KNOB_COUNT)]
         spi = {"port": config.spi_port, "device": config.spi_device, "pin_factory": pin_factory}
-        self.pots = [MCP3008(channel=i, **spi) for i in range(NUM_POTS)]
+        self.pots = [MCP3008(channel=i, **spi) for i in range(KNOB_COUNT)]
         self.encoder_device = RotaryEncoder(
             config.encoder_a, config.encoder_b, max_steps=0, pin_factory=pin_factory
         )

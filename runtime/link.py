@@ -21,13 +21,13 @@ from typing import Protocol
 import numpy as np
 
 from runtime.artifact import Model
+from runtime.contract import KNOB_COUNT
 from runtime.liblo_binding import liblo
 from runtime.osc_socket import Dropped, OscSocket, parse
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"  # never "localhost": it may resolve to ::1 while Pd binds IPv4
-NUM_KNOBS = 8
 LOGGED_DROPS = 10  # log the first few drops in full, then one line per DROP_LOG_EVERY
 DROP_LOG_EVERY = 1000
 PD_SAYS = ("/hello", "/ack", "/pong", "/model_ok")  # what only Pd sends: proof that Pd is alive
@@ -259,7 +259,7 @@ class Link:
 
     def _knob(self, index: int, value: float) -> None:
         _finite(value)
-        _in_range("knob index", index, 0, NUM_KNOBS - 1)
+        _in_range("knob index", index, 0, KNOB_COUNT - 1)
         self.handlers.on_knob(index, min(1.0, max(0.0, value)))
 
     def _note(self, pitch: int, velocity: int) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.atomic import TEMP_PREFIX, remove_stale_temps, write_json_atomic
+from runtime.contract import KNOB_COUNT
 from runtime.text import excerpt
 
 FORMAT = 1
@@ -28,9 +29,9 @@ class PresetError(Exception):
 
 @dataclass
 class ControlState:
-    """What the player has set: the 8 knob positions (0..1), the anchor (sound) index, freeze."""
+    """What the player has set: the knob positions (0..1), the anchor (sound) index, freeze."""
 
-    knobs: list[float] = field(default_factory=lambda: [0.5] * 8)
+    knobs: list[float] = field(default_factory=lambda: [0.5] * KNOB_COUNT)
     anchor: int = 0
     freeze: bool = False
 
@@ -45,8 +46,8 @@ class ControlState:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         knobs, anchor, freeze = data.get("knobs"), data.get("anchor"), data.get("freeze")
-        if not (isinstance(knobs, list) and len(knobs) == 8 and all(_unit(v) for v in knobs)):
-            raise ValueError("`knobs` must be 8 numbers in 0..1")
+        if not (isinstance(knobs, list) and len(knobs) == KNOB_COUNT and all(_unit(v) for v in knobs)):
+            raise ValueError(f"`knobs` must be {KNOB_COUNT} numbers in 0..1")
         if not isinstance(anchor, int) or isinstance(anchor, bool) or anchor < 0:
             raise ValueError("`anchor` must be an integer >= 0")
         if not isinstance(freeze, bool):

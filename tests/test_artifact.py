@@ -141,11 +141,11 @@ def test_check_command_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -
 
 def test_the_committed_factory_model_passes_the_check() -> None:
     """models/factory.ts (the box's default model) loads with the current schema; models/ stays under 5 MB."""
-    from runtime.artifact import SUPPORTED_SCHEMAS
+    from runtime.contract import ARTIFACT_SCHEMAS
 
     factory = REPO / "models" / "factory.ts"
     model = load_model(factory)
-    assert model.metadata["schema_version"] == max(SUPPORTED_SCHEMAS)
+    assert model.metadata["schema_version"] == max(ARTIFACT_SCHEMAS)
     assert model.name == "factory-synth" and model.metadata["dataset"]["source"] == "synth"
     assert model.warnings == () and model.num_axes >= 8 and 1 <= model.num_anchors <= 32
     proc = subprocess.run(

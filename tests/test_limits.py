@@ -1,5 +1,5 @@
-"""One table of what the box can play (runtime/limits.json), applied alike by `runtime check`, box.toml
-and the patch's own /model check, and Pd's answer (/model_ok) when it accepts a model."""
+"""One table of what the box can play (the limits in runtime/contract.json), applied alike by `runtime check`,
+box.toml and the patch's own /model check, and Pd's answer (/model_ok) when it accepts a model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runtime.__main__ import main
-from runtime.limits import LIMITS
+from runtime.contract import LIMITS
 from tests import model_fixtures
 from tests.conftest import REPO, free_udp_port
 from tests.runtime_helpers import RuntimeProcess, write_checksum_model
@@ -33,7 +33,7 @@ def test_check_refuses_a_model_outside_the_limits(
     assert main(["check", str(model)]) == 1
     err = capsys.readouterr().err
     limit = LIMITS[field]
-    assert f"{field} {value} is outside {limit.low}-{limit.high}" in err and "limits.json" in err, err
+    assert f"{field} {value} is outside {limit.low}-{limit.high}" in err and "contract.json" in err, err
     assert err.count("\n") == 1
 
 

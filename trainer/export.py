@@ -35,14 +35,12 @@ import torch
 from torch import Tensor, nn
 
 import trainer
+from runtime.artifact import ModelError, content_hash, load_model
+from runtime.contract import MAX_ANCHORS, METADATA_FILE, MIN_AXES, SCHEMA_VERSION
 from trainer.grain_model import GrainVAE, GrainVAEConfig
 from trainer.latent import LatentMap, fit_latent_map, posterior_means
 from trainer.metrics import evaluate
 
-SCHEMA_VERSION = 1
-METADATA_FILE = "grainbox.json"
-MAX_ANCHORS = 32
-MIN_AXES = 8
 MAX_MAP_GRAINS = 8000  # training grains encoded for the knob map and anchors
 MAX_METRIC_GRAINS = 2000  # validation grains scored in the metadata
 MAX_PCA_GRAINS = 20_000  # training grains the PCA baseline is fitted on (all of the synth set)
@@ -248,8 +246,6 @@ def check_against_eager(scripted: torch.jit.ScriptModule, eager: ExportedGrainMo
 
 def save_artifact(scripted: torch.jit.ScriptModule, path: Path, metadata: dict[str, Any]) -> Path:
     """Write the archive with grainbox.json (content_hash filled in), via a temporary file and a rename."""
-    from runtime.artifact import content_hash
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         # Hash what the box will see: the module as it comes back from a saved archive.
@@ -280,7 +276,6 @@ def export_run(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Export the run (folder or checkpoint) `source` to `out`; returns the metadata written."""
-    from runtime.artifact import ModelError, load_model
     from trainer.commands.train import load_grainset
 
     if not 1 <= num_anchors <= MAX_ANCHORS:
@@ -291,7 +286,8 @@ def export_run(
     if not MIN_AXES <= num_axes <= z_dim:
         raise ExportError(
             f"--axes must be {MIN_AXES}..latent size {z_dim}, got {num_axes}"
-            + (f"; the box needs {MIN_AXES} axes, so train with --latent-dim 8 or more" if z_dim < 8 else "")
+            + (f"; the box needs {MIN_AXES} axes, so train with --latent-dim {MIN_AXES} or more"
+               if z_dim < MIN_AXES else "")
         )
     grains = load_grainset(ckpt["extra"]["data"], cache_dir, progress=progress)
     if ckpt.get("fingerprint") and ckpt["fingerprint"] != grains.fingerprint:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from runtime.contract import MAX_ANCHORS, MIN_AXES
+
 HELP = "export a trained Grain-VAE run as one TorchScript model file for the box (docs/model-format.md)"
 
 
@@ -17,8 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=None, help="the model file to write (default: model.ts in the run folder)"
     )
     p.add_argument("--name", default=None, help="the model's name on the box (default: the run folder's)")
-    p.add_argument("--axes", type=int, default=8, help="knob axes K, 8..latent size (8: one per knob)")
-    p.add_argument("--anchors", type=int, default=16, help="named anchor sounds, 1..32 (16)")
+    p.add_argument(
+        "--axes",
+        type=int,
+        default=MIN_AXES,
+        help=f"knob axes K, {MIN_AXES}..latent size ({MIN_AXES}: one per knob)",
+    )
+    p.add_argument("--anchors", type=int, default=16, help=f"named anchor sounds, 1..{MAX_ANCHORS} (16)")
     p.add_argument("--cache-dir", type=Path, default=None, help="grain cache of the run's data (default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the grain subset and k-means (0)")
 
