@@ -66,11 +66,11 @@ DEMO_SECONDS ?= 20
 # The main job: about 20 s of the instrument played by a script through the real runtime and headless Pd,
 # with the factory model -> out/demo.wav (played live when there is a sound card) and out/demo.png.
 demo: setup
-	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m runtime.demo
+	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m desktop demo
 
 # The same with the Pd window open: play the virtual knobs; close Pd or press Ctrl-C to finish.
 play: setup
-	$(PY) -m runtime.demo --gui
+	$(PY) -m desktop demo --gui
 
 baseline: setup
 	$(PY) -m trainer baseline --data synth

@@ -4,7 +4,7 @@
 
 Reads the demo's recording (Pd's own /record, 44.1 kHz stereo float) and prints, for its left channel:
   - loudness: RMS of the whole take and of its sounding frames (above -60 dBFS), and the peak, in dBFS;
-  - brightness: the median spectral centroid (the white line of out/demo.png, runtime/demo_plot.py) and
+  - brightness: the median spectral centroid (the white line of out/demo.png, desktop/demo_plot.py) and
     its 10th-90th percentile range over the sounding frames,
     and the share of the energy above 1 kHz (the old noise decoder's demo was a dark buzz: median 180 Hz,
     under 1 % above 1 kHz);
@@ -22,7 +22,7 @@ import numpy as np
 import soundfile
 import torch
 
-from runtime.demo_plot import spectral_centroid, spectrogram
+from desktop.demo_plot import spectral_centroid, spectrogram
 from trainer.pitch import VOICED_PEAK, grain_pitch
 
 FRAME = 2048
@@ -41,7 +41,7 @@ def analyse(path: Path) -> dict[str, float]:
     sounding = frames[20 * np.log10(np.maximum(rms, 1e-12)) > SOUNDING_DBFS]
     if len(sounding) == 0:
         raise SystemExit(f"{path}: no frame above {SOUNDING_DBFS:g} dBFS: the demo is silent")
-    # The centroid exactly as out/demo.png draws it (runtime/demo_plot.py), over its sounding frames.
+    # The centroid exactly as out/demo.png draws it (desktop/demo_plot.py), over its sounding frames.
     _, centroid, frame_rms = spectral_centroid(mono, sr)
     centroid = centroid[20 * np.log10(np.maximum(frame_rms, 1e-12)) > SOUNDING_DBFS]
     power = spectrogram(mono) ** 2

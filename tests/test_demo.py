@@ -1,4 +1,4 @@
-"""`make demo` end to end: python -m runtime.demo with the real runtime, headless Pd on pd/main.pd, real OSC.
+"""`make demo` end to end: python -m desktop demo with the real runtime, headless Pd on pd/main.pd, real OSC.
 
 One 5-second demo is run per test module (a module fixture) with tests/demo_fixtures.py's model, whose
 first latent axis is brightness by construction; the tests then read what it left in its out/ folder.
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from runtime.demo import parse_args, repair_wav_header, wav_is_closed
-from runtime.demo_plot import knob_curves, spectral_centroid
+from desktop.demo import parse_args, repair_wav_header, wav_is_closed
+from desktop.demo_plot import knob_curves, spectral_centroid
 from tests.demo_fixtures import write_brightness_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ RUN_TIMEOUT_S = 120.0  # a 5 s demo takes ~12 s here; generous for a loaded 2-co
 
 
 def demo_command(out: Path, model: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "runtime.demo", "--out", str(out), "--model", str(model), *extra]
+    return [sys.executable, "-m", "desktop", "demo", "--out", str(out), "--model", str(model), *extra]
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:

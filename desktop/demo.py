@@ -1,15 +1,15 @@
-"""`python -m runtime.demo`: the whole instrument, played by a script, recorded, drawn. `make demo` runs it.
+"""`python -m desktop demo`: the whole instrument, played by a script, recorded, drawn. `make demo` runs it.
 
-    python -m runtime.demo [--seconds S] [--gui] [--out out/] [--model models/factory.ts]
+    python -m desktop demo [--seconds S] [--gui] [--out out/] [--model models/factory.ts]
 
 What it does, in order:
 1. starts the runtime in this process (model, decode engine, OSC link, exactly as `python -m runtime run`
-   builds them) with the scripted performer (runtime/performer.py) in place of the knob box;
+   builds them) with the scripted performer (desktop/performer.py) in place of the knob box;
 2. starts Pd on pd/main.pd in its own process group: headless (`pd -nogui`), with audio when a sound
    card exists (so you hear it live through Pd's dac~), otherwise with -noaudio (it still records);
 3. waits until Pd holds every grain slot, starts Pd's recorder (OSC /record, docs/osc.md) and performs;
 4. stops the recorder, Pd and the runtime, and draws out/demo.png from out/demo.wav and the gesture log
-   out/demo_knobs.json (runtime/demo_plot.py).
+   out/demo_knobs.json (desktop/demo_plot.py).
 
 `--gui` opens the Pd window instead and lets you play the virtual knobs (the runtime listens for /knob):
 no script; it records until you close Pd or press Ctrl-C. That is `make play`.
@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -37,7 +38,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
+from desktop.performer import GestureLog, Performer
+from runtime.box import Box
 from runtime.config import FACTORY_MODEL, REPO, Config
+from runtime.controls import VirtualKnobs
+from runtime.doctor import check_audio
+from runtime.liblo_binding import liblo
+from runtime.osc_socket import OscSocket
 
 PD_DIR = REPO / "pd"
 DEFAULT_SECONDS = 20.0
@@ -77,7 +84,7 @@ class Options:
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m runtime.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m desktop demo", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--seconds",
         type=float,
@@ -126,14 +133,10 @@ def check_ready(options: Options) -> str:
 
 def has_sound_card() -> bool:
     """True when PortAudio lists an output device (the same test as `python -m runtime doctor`)."""
-    from runtime.doctor import check_audio
-
     return check_audio().verdict == "OK"
 
 
 def free_udp_port() -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
@@ -210,9 +213,6 @@ def pd_log_tail(options: Options, lines: int = 15) -> str:
 def send_record(pd_port: int, on: bool, path: Path | None = None) -> None:
     """OSC /record to Pd (docs/osc.md): on=1 starts writing `path`, on=0 closes the file. Pd takes only
     the file name: its recordings folder was set to path's folder when it started (gb_record_dir)."""
-    from runtime.liblo_binding import liblo
-    from runtime.osc_socket import OscSocket
-
     sender = OscSocket(HOST, 0, max_datagram=0)  # bound to 127.0.0.1 like every socket of the box
     try:
         sender.send(pd_port, liblo.Message("/record", 1 if on else 0, path.name if path else ""))
@@ -304,10 +304,6 @@ class StopRequest:
 
 
 def run(options: Options, stop: StopRequest) -> int:
-    from runtime.box import Box
-    from runtime.controls import VirtualKnobs
-    from runtime.performer import GestureLog, Performer
-
     pd = check_ready(options)
     options.work.mkdir(parents=True, exist_ok=True)
     audio = has_sound_card()
@@ -412,7 +408,7 @@ def summarise(options: Options) -> None:
 
 def draw(options: Options) -> None:
     try:
-        from runtime.demo_plot import draw as draw_png
+        from desktop.demo_plot import draw as draw_png  # matplotlib: the train extra, maybe not installed
 
         draw_png(options.wav, options.knobs_json, options.png)
     except ImportError as e:
@@ -434,6 +430,3 @@ def main(argv: list[str] | None = None) -> int:
             print("demo: stopped", file=sys.stderr)
             return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())
