@@ -217,35 +217,115 @@ def overlaps(canvas: Canvas) -> list[tuple[Box, Box]]:
     return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
 
 
-def global_names(canvas: Canvas) -> list[tuple[Box, str]]:
-    """Names of sends, receives, values, tables and arrays that are not local to the patch (`$0-`)."""
+IEM_NAMES = {"tgl": (2, 3), "bng": (4, 5), "hsl": (6, 7), "vsl": (6, 7), "hradio": (4, 5), "vradio": (4, 5),
+             "nbx": (6, 7), "cnv": (3, 4)}  # send and receive positions among each GUI's arguments
+
+
+def instance_marker(path: Path) -> str:
+    """What every name in this file must carry to stay local to one instrument: main.pd its own `$0`,
+    an abstraction the instrument's name it is given (`$1`; `$2` in the [clone]d voice), a help patch
+    its own fixed name (help_<abstraction>), so a help patch never reaches a playing instrument."""
+    stem = path.stem
+    if stem.endswith("-help"):
+        return "help_" + stem.removeprefix("grainbox-").removesuffix("-help")
+    if stem == "main":
+        return "$0"
+    return "$2" if stem == "grainbox-voice" else "$1"
+
+
+def named(canvas: Canvas) -> list[tuple[Box, str]]:
+    """Every send, receive, value, table, array, text and GUI name in the patch, with its box."""
     found = []
     for c in canvas.walk():
         for box in c.boxes:
-            if box.kind != "obj":
-                continue
             atoms = box.text.split()
-            if len(atoms) >= 2 and atoms[0] in NAMED and not atoms[1].startswith(("$0", "$1", "-")):
-                if atoms[0] == "array" and atoms[1] not in ("define",):
-                    continue
-                name = atoms[2] if atoms[0] in ("array", "text") and len(atoms) > 2 else atoms[1]
-                if not name.startswith("$0") and not name.lstrip("-").replace(".", "").isdigit():
-                    found.append((box, name))
+            if box.kind in ("floatatom", "symbolatom"):
+                continue  # their names are not in `text` (the linter sizes them only)
+            if box.kind == "gui" or box.kind == "cnv":
+                continue
+            if box.kind != "obj" or not atoms:
+                continue
+            head, args = atoms[0], atoms[1:]
+            if head in ("text", "array") and args and args[0] == "define":
+                args = [a for a in args[1:] if not a.startswith("-")]
+                found += [(box, args[0])] if args else []
+            elif head in ("text", "array"):
+                found += [(box, args[1])] if len(args) > 1 else []  # else the name comes by inlet
+            elif args and ((head in NAMED and not args[0].startswith("-")) or head == "makefilename"):
+                found.append((box, args[0]))
     return found
+
+
+def gui_names(path: Path) -> list[tuple[int, str]]:
+    """Send and receive names of the IEM GUIs and atom boxes, by line (they are not in a Box's text)."""
+    found = []
+    for line, record in records(path.read_text(errors="replace")):
+        atoms = record.split()
+        if len(atoms) > 4 and atoms[:2] == ["#X", "obj"] and atoms[4] in IEM_NAMES:
+            for k in IEM_NAMES[atoms[4]]:
+                if len(atoms) > 5 + k:
+                    found.append((line, shown([atoms[5 + k]])))
+        elif len(atoms) > 10 and atoms[1] in ("floatatom", "symbolatom"):
+            found += [(line, shown([atoms[9]])), (line, shown([atoms[10]]))]
+    return [(line, name) for line, name in found if name not in ("empty", "-", "nosndno")]
+
+
+def is_local(name: str, marker: str) -> bool:
+    return name.startswith(marker + "-") or name.endswith("_" + marker) or f"_{marker}[" in name
+
+
+def global_names(path: Path, bus: set[str] | frozenset[str] = frozenset()) -> list[tuple[int, str]]:
+    """Names in `path` that are not local to one instrument (see instance_marker), by line; the names
+    in `bus` (Pd's documented bus, main.pd only) are allowed."""
+    marker = instance_marker(path)
+    root = parse(path)
+    pairs = [(box.line, name) for box, name in named(root)] + gui_names(path)
+    allowed = bus if path.stem == "main" else frozenset()
+    return [(line, name) for line, name in pairs
+            if not is_local(name, marker) and name not in allowed and name not in ("pd", "pd-dsp")]
+
+
+def has_reference(path: Path) -> bool:
+    """The help patch has a [pd reference] subpatch, as Pd vanilla's own help patches do."""
+    return any(b.kind == "subpatch" and b.text == "pd reference" for b in parse(path).boxes)
+
+
+def params_in_patch(path: Path) -> dict[str, tuple[float, float, float, str, bool]]:
+    """The [grainbox-param] instances of grainbox-params.pd: name -> (min, max, default, curve, integer)."""
+    found = {}
+    for c in parse(path).walk():
+        for box in c.boxes:
+            atoms = box.text.split()
+            if box.kind == "obj" and len(atoms) == 8 and atoms[0] == "grainbox-param":
+                _, _, name, lo, hi, default, log, integer = atoms
+                found[name] = (float(lo), float(hi), float(default), "log" if log == "1" else "linear",
+                               integer == "1")
+    return found
+
+
+def documented_bus(osc_doc: Path) -> set[str]:
+    """The global names docs/osc.md lists under "Pd's bus": the only ones a patch may share."""
+    text = osc_doc.read_text()
+    section = text.split("## Pd's bus", 1)[1].split("\n## ", 1)[0] if "## Pd's bus" in text else ""
+    return set(re.findall(r"^\| `(gb_\w+)`", section, re.M))
 
 
 def main(paths: list[str]) -> int:
     problems = 0
     for name in paths:
         path = Path(name)
+        bus = documented_bus(path.resolve().parent.parent / "docs" / "osc.md")
         root = parse(path, gop_sizes(path.parent))
         stacked = [(c, pair) for c in root.walk() for pair in overlaps(c)]
-        names = global_names(root)
+        names = global_names(path, bus)
         for canvas, (a, b) in stacked:
-            where = f"{path}:{a.line}: [{a.text[:30]}]"
-            print(f"{where} overlaps [{b.text[:30]}] (line {b.line}) in {canvas.name}")
-        print(f"{path}: {len(stacked)} overlapping pairs, {len(set(n for _, n in names))} global names")
-        problems += len(stacked)
+            print(f"{path}:{a.line}: [{a.text[:30]}] overlaps [{b.text[:30]}] (line {b.line}) "
+                  f"in {canvas.name}")
+        for line, global_name in names:
+            print(f"{path}:{line}: {global_name} is global: name it {instance_marker(path)}-... or ..._"
+                  f"{instance_marker(path)}, or document it in docs/osc.md (Pd's bus)")
+        problems += len(stacked) + len(names)
+    print(f"{len(paths)} patches, {problems} problems")
     return 1 if problems else 0
 
 

@@ -137,18 +137,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pd_command(patch: Path, batch: bool = True, sample_rate: int = SAMPLE_RATE) -> list[str]:
+def pd_command(patch: Path, batch: bool = True, sample_rate: int = SAMPLE_RATE,
+               also_open: tuple[Path, ...] = ()) -> list[str]:
     """The Pd command line: headless, no audio device, pd/ on the search path, never real-time.
 
     -nrt: as root (CI) Pd would take SCHED_FIFO, and in -batch it never sleeps; a batch render has no
     deadline to keep, so it has no business starving the rest of the machine."""
     cmd = [PD_BINARY, "-nogui", "-noaudio", "-nrt", "-stderr", "-r", str(sample_rate), "-path", str(PD_DIR)]
-    return [*cmd, "-batch", patch.as_posix()] if batch else [*cmd, patch.as_posix()]
+    others = [arg for path in also_open for arg in ("-open", path.as_posix())]
+    return [*cmd, *others, "-batch", patch.as_posix()] if batch else [*cmd, *others, patch.as_posix()]
 
 
 def render(score: Score, seconds: float, workdir: Path, timeout: float = 120.0,
-           sample_rate: int = SAMPLE_RATE) -> Render:
-    """Play score into the patch for `seconds` of Pd time in batch mode and return the recorded output."""
+           sample_rate: int = SAMPLE_RATE, also_open: tuple[Path, ...] = ()) -> Render:
+    """Play score into the patch for `seconds` of Pd time in batch mode and return the recorded output.
+    `also_open`: more patches Pd opens beside it (help patches, say), in the same Pd."""
     workdir.mkdir(parents=True, exist_ok=True)
     wav, qlist, patch = workdir / "render.wav", workdir / "score.txt", workdir / "driver.pd"
     wav.unlink(missing_ok=True)
@@ -159,7 +162,7 @@ def render(score: Score, seconds: float, workdir: Path, timeout: float = 120.0,
     log_path = workdir / "pd.log"
     start = time.monotonic()
     with log_path.open("w") as log:
-        proc = subprocess.Popen(pd_command(patch, sample_rate=sample_rate), stdout=log,
+        proc = subprocess.Popen(pd_command(patch, sample_rate=sample_rate, also_open=also_open), stdout=log,
                                 stderr=subprocess.STDOUT, cwd=workdir)
     try:
         proc.wait(timeout=timeout)

@@ -42,6 +42,14 @@ def test_a_background_canvas_and_a_subpatch_box(tmp_path: Path) -> None:
 
 
 def test_global_and_local_names(tmp_path: Path) -> None:
-    root = parse(patch(tmp_path, "#X obj 20 20 s gb_level;", "#X obj 20 60 r \\$0-level;",
-                       "#X obj 20 100 table \\$0-buffer 64;", "#X obj 20 140 v gb_shared;"))  # fmt: skip
-    assert [name for _, name in global_names(root)] == ["gb_level", "gb_shared"]
+    abstraction = tmp_path / "grainbox-demo.pd"
+    abstraction.write_text("#N canvas 0 50 600 400 12;\n" + "\n".join([
+        "#X obj 20 20 s gb_level;", "#X obj 20 60 r \\$1-level;", "#X obj 20 100 table \\$1-buffer 64;",
+        "#X obj 20 140 v gb_shared;", "#X obj 20 180 v density_\\$1;", "#X obj 20 220 r \\$0-mine;",
+        "#X obj 20 260 hsl 160 17 0 1 0 0 \\$1-out gb_in empty -2 -9 0 11 #e8e8e8 #303030 #000000 0 1;",
+    ]) + "\n")
+    # an abstraction's names carry the instrument it is given ($1); its own $0 is not the instrument's
+    assert [name for _, name in global_names(abstraction)] == ["gb_level", "gb_shared", "$0-mine", "gb_in"]
+    main = tmp_path / "main.pd"
+    main.write_text("#N canvas 0 50 600 400 12;\n#X obj 20 20 r gb_ports;\n#X obj 20 60 r gb_other;\n")
+    assert [name for _, name in global_names(main, {"gb_ports"})] == ["gb_other"]

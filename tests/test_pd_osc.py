@@ -182,10 +182,11 @@ def test_record_writes_plain_names_into_the_recordings_folder_only(pd_link: OscP
 
 
 def test_hello_and_the_gui_s_knobs_and_keys_reach_the_runtime(tmp_path: Path) -> None:
-    """On load Pd says /hello; a virtual knob (its slider sends gb_knob3) and a key send /knob, /note."""
+    """On load Pd says /hello; a virtual knob (gb_knob 3 on Pd's bus does what dragging its slider does)
+    and a key send /knob, /note."""
     pd_port, runtime_port = free_udp_port(), free_udp_port()
     runtime = OscPeer(runtime_port=pd_port, port=runtime_port)
-    proc = start_pd(tmp_path, pd_port, runtime_port, "gb_knob3 0.25", "gb_note_in 64 100",
+    proc = start_pd(tmp_path, pd_port, runtime_port, "gb_knob 3 0.25", "gb_note_in 64 100",
                     "gb_note_in 64 0")
     try:
         assert runtime.wait_for(lambda: runtime.first("/hello") is not None, timeout=20), "no /hello"
