@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from runtime.artifact import ModelError, load_model
-from trainer.commands.train import load_grainset
+from trainer.data import load_grainset
 from trainer.export import export_run, load_trained, resolve_checkpoint
 from trainer.grain_model import GrainVAE, GrainVAEConfig
 from trainer.latent import posterior_means

@@ -15,10 +15,10 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from trainer.__main__ import main
-from trainer.mnist import IdxError, binarize, fixed_binarization, load_mnist, read_idx
-from trainer.mnist_eval import elbo_per_image, iw_log_likelihood, mean_elbo
-from trainer.mnist_model import MnistVAE, MnistVAEConfig
-from trainer.mnist_plots import plot_manifold
+from trainer.mnist.data import IdxError, binarize, fixed_binarization, load_mnist, read_idx
+from trainer.mnist.eval import elbo_per_image, iw_log_likelihood, mean_elbo
+from trainer.mnist.model import MnistVAE, MnistVAEConfig
+from trainer.mnist.plots import plot_manifold
 
 # ---------------------------------------------------------------------------------------------------------
 # Hand-made IDX files

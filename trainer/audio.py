@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 
 from trainer import GRAIN_SIZE, SAMPLE_RATE
 
@@ -61,9 +63,6 @@ def load_mono(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
     Raises AudioReadError, naming the file and the reason, for anything that is not usable audio.
     """
-    import soundfile as sf
-    import soxr
-
     try:
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile reports corrupt, truncated and unknown files in several ways

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from trainer import GRAIN_SIZE, SAMPLE_RATE, audio, synth
 
@@ -129,6 +130,23 @@ def load_grains(
     return _load_folder(folder.resolve(), hop, val_fraction, seed, cache, progress)
 
 
+def load_grainset(spec: dict, cache_dir: str | Path | None = None, progress: bool = True) -> GrainSet:
+    """The GrainSet a data spec names: load_grains with the options a run stored in its checkpoint.
+
+    A spec is the dict `python -m trainer train` writes (data, hop, val_fraction, seed, synth_grains), so
+    export, the baseline and the benches rebuild exactly the grains a run was trained on.
+    """
+    return load_grains(
+        spec["data"],
+        hop=spec["hop"],
+        val_fraction=spec["val_fraction"],
+        seed=spec["seed"],
+        synth_grains=spec["synth_grains"],
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+
+
 # --- the synth set ---------------------------------------------------------------------------------
 
 
@@ -196,8 +214,6 @@ def _build_folder(
     entry: Path, progress: bool, searched: str,
 ) -> dict:
     """Decode every file into one raw grain file, split the files, write the split arrays into entry."""
-    from tqdm import tqdm
-
     skipped, silent, padded, loaded = [], [], [], []  # loaded: (name, first grain, grain count)
     dropped = cut = 0
     seconds = 0.0
@@ -316,8 +332,6 @@ def _split_by_file(
 
 
 def _hash_files(folder: Path, files: list[Path], progress: bool) -> list[tuple[str, str]]:
-    from tqdm import tqdm
-
     sizes = [(folder / f).stat().st_size for f in files]
     hashed = []
     with tqdm(total=sum(sizes), desc="hashing audio", unit="B", unit_scale=True, leave=False,

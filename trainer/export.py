@@ -37,9 +37,12 @@ from torch import Tensor, nn
 import trainer
 from runtime.artifact import ModelError, content_hash, load_model
 from runtime.contract import MAX_ANCHORS, METADATA_FILE, MIN_AXES, SCHEMA_VERSION
-from trainer.grain_model import GrainVAE, GrainVAEConfig
+from trainer.data import load_grainset
+from trainer.grain_model import F0_RANGE_HZ, PITCH_REFERENCE_HZ, GrainVAE, GrainVAEConfig
 from trainer.latent import LatentMap, fit_latent_map, posterior_means
 from trainer.metrics import evaluate
+from trainer.pca import pca_baseline
+from trainer.synth import SHAPE_NAMES, UNPITCHED_SHAPES, midi_to_hz
 
 MAX_MAP_GRAINS = 8000  # training grains encoded for the knob map and anchors
 MAX_METRIC_GRAINS = 2000  # validation grains scored in the metadata
@@ -161,8 +164,6 @@ def medoids(points: Tensor, labels: Tensor) -> list[int]:
 
 def synth_name(params: dict[str, np.ndarray], i: int) -> str:
     """A short name for synth grain i from its parameters: shape, register, brightness ("saw low bright")."""
-    from trainer.synth import SHAPE_NAMES, UNPITCHED_SHAPES, midi_to_hz
-
     shape = SHAPE_NAMES[int(params["shape"][i])]
     pitch = float(params["pitch_midi"][i])
     register = "low" if pitch < 52 else "mid" if pitch < 68 else "high"
@@ -276,8 +277,6 @@ def export_run(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Export the run (folder or checkpoint) `source` to `out`; returns the metadata written."""
-    from trainer.commands.train import load_grainset
-
     if not 1 <= num_anchors <= MAX_ANCHORS:
         raise ExportError(f"--anchors must be 1..{MAX_ANCHORS}, got {num_anchors}")
     checkpoint = resolve_checkpoint(source)
@@ -331,8 +330,6 @@ def _pitch_coordinate(model: GrainVAE) -> dict | None:
     """Where the model keeps its pitch, if it has a pitch axis: f0 = reference_hz * 2^(z[latent])."""
     if model.cfg.decoder != "harmonic":
         return None
-    from trainer.grain_model import F0_RANGE_HZ, PITCH_REFERENCE_HZ
-
     return {"latent": 0, "reference_hz": PITCH_REFERENCE_HZ, "octaves_per_unit": 1.0, "range_hz": F0_RANGE_HZ}
 
 
@@ -340,8 +337,6 @@ def build_metadata(
     model: GrainVAE, ckpt: dict, grains, latent_map: LatentMap, anchors: Anchors, name: str
 ) -> dict[str, Any]:
     """grainbox.json without the content hash (save_artifact adds it): docs/model-format.md."""
-    from trainer.pca import pca_baseline
-
     val = np.array(grains.val[:MAX_METRIC_GRAINS], dtype=np.float32)  # a writable copy of the memmap
     with torch.no_grad():
         recon = torch.cat(

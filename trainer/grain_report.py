@@ -26,12 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch import nn
 
 from trainer import SAMPLE_RATE, plots
 from trainer.latent import LatentMap, fit_latent_map, posterior_means
 from trainer.metrics import evaluate
+from trainer.pca import pca_baseline
+from trainer.synth import SHAPE_NAMES
 
 FIXED_GRAINS = 6
 TRAVERSAL_AXES = 8  # the knob map the box gets has 8 axes: one per MCP3008 channel
@@ -78,8 +81,6 @@ def audition_gain(audio: np.ndarray) -> float:
 
 def write_wav(path: Path, audio: np.ndarray, normalise: bool = True) -> Path:
     """16-bit WAV at the model's rate, written atomically; brought to the audition level unless told."""
-    import soundfile as sf
-
     if normalise:
         audio = audio * audition_gain(audio)
 
@@ -185,8 +186,6 @@ class RunReport:
         colours, categories = {}, {}
         params = self.grains.train_params
         if params:
-            from trainer.synth import SHAPE_NAMES
-
             for name in ("shape", "pitch_midi", "cutoff_hz"):
                 if name in params:
                     colours[name] = np.asarray(params[name])[self.latent_idx]
@@ -231,8 +230,6 @@ class RunReport:
     def _pca_baseline(self) -> dict:
         """PCA with k = latent_dim fitted on the training grains, scored on the validation grains (cached)."""
         if self._pca is None:
-            from trainer.pca import pca_baseline
-
             k = self.model.cfg.latent_dim
             truth = self.grains.true_pitch_midi("val")
             self._pca = {"k": k, **pca_baseline(self.grains.train, self.grains.val, k, truth)}

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from trainer.vae import BetaSchedule, active_units
 
@@ -465,8 +466,6 @@ def train(
 def _progress_bar(cfg: TrainConfig, step: int, budget_s: float | None):
     """tqdm over the steps, or over this start's seconds when a time budget rules: elapsed and time left
     of the budget, the step and the losses beside it."""
-    from tqdm import tqdm
-
     if budget_s is None:
         return tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
     # the text after the bar is the description: tqdm puts ", " before a postfix

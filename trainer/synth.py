@@ -28,6 +28,7 @@ transient.
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from trainer import GRAIN_SIZE, SAMPLE_RATE
 
@@ -135,8 +136,6 @@ def render_grains(
     out = np.empty((n, GRAIN_SIZE), dtype=np.float32)
     starts = range(0, n, _CHUNK)
     if progress:
-        from tqdm import tqdm
-
         starts = tqdm(starts, desc="rendering synth grains", unit="chunk", leave=False)
     for i in starts:
         chunk = {k: v[i : i + _CHUNK, None] for k, v in p.items()}  # columns broadcast over time

@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+import soundfile as sf
+
 HELP = "play a run's reconstructions and knob traversals through the sound card (or name the WAVs to open)"
 ORDER = ("reconstructions", "samples", "traversal")
 
@@ -45,7 +47,7 @@ def run_wavs(run: Path, only: str | None = None) -> list[Path]:
 
 def output_device(device: str | None) -> tuple[object | None, str]:
     """(the sounddevice module, "") when a sound card can play; (None, why not) otherwise."""
-    try:
+    try:  # imported here: without PortAudio the import itself fails, and that is an answer, not a crash
         import sounddevice as sd
     except OSError as e:  # PortAudio itself is missing
         return None, f"PortAudio is not available ({e}); install libportaudio2"
@@ -57,8 +59,6 @@ def output_device(device: str | None) -> tuple[object | None, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import soundfile as sf
-
     if not args.run.is_dir():
         print(f"error: {args.run} is not a folder; give a run folder of `python -m trainer train`")
         return 1

@@ -11,6 +11,10 @@ import json
 import time
 from pathlib import Path
 
+from trainer.commands.train import add_data_arguments, data_spec
+from trainer.data import NoAudioError, load_grainset
+from trainer.pca import pca_baseline_table
+
 HELP = "print the PCA baseline (SC, LSD, SNR on validation grains) for several k on synth or an audio folder"
 
 
@@ -25,8 +29,6 @@ def _ks(text: str) -> list[int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from trainer.commands.train import add_data_arguments
-
     add_data_arguments(p, required=False)
     p.add_argument("--k", type=_ks, default=[8, 16, 32, 64], help="components, comma-separated (8,16,32,64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synth and of the split (0)")
@@ -47,10 +49,6 @@ def format_table(rows: list[dict], title: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.commands.train import data_spec, load_grainset
-    from trainer.data import NoAudioError
-    from trainer.pca import pca_baseline_table
-
     started = time.perf_counter()
     try:
         gs = load_grainset(data_spec(args), args.cache_dir, progress=not args.no_progress)

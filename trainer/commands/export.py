@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from runtime.contract import MAX_ANCHORS, MIN_AXES
+from trainer.commands.train import figures_line
+from trainer.export import ExportError, export_run
 
 HELP = "export a trained Grain-VAE run as one TorchScript model file for the box (docs/model-format.md)"
 
@@ -31,10 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from trainer.export import ExportError, export_run
-
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     if args.out is None:  # beside the run's plots and checkpoints, never the folder export was started in
         run_folder = args.source if args.source.is_dir() else args.source.parent.parent
@@ -56,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
     m, p = meta["metrics"]["val"], meta["metrics"]["pca"]
     print(f"wrote {args.out}: {meta['name']}, latent {meta['latent_dim']}, {meta['num_axes']} axes")
     print(f"anchors: {', '.join(meta['anchor_names'])}")
-    from trainer.commands.train import figures_line
-
     print(f"validation VAE: {figures_line(m)}")
     print(f"      PCA k={p['k']}: {figures_line(p)}")
     print(f"check it with: python -m runtime check {args.out}")

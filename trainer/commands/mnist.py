@@ -23,12 +23,24 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from trainer.loop import TrainConfig, train
+from trainer.mnist.data import DEFAULT_DATA, IdxError, fixed_binarization, load_mnist
+from trainer.mnist.eval import evaluate, mean_elbo
+from trainer.mnist.model import MnistVAE, MnistVAEConfig
+from trainer.mnist.plots import (
+    plot_elbo_curves,
+    plot_latent_scatter,
+    plot_manifold,
+    plot_reconstructions,
+    plot_samples,
+)
+
 HELP = "train the MNIST VAE of Kingma & Welling (2013) and score it: test ELBO, importance-weighted log p(x)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from trainer.mnist import DEFAULT_DATA
-
     data = p.add_argument_group("data")
     data.add_argument("--data", type=Path, default=DEFAULT_DATA,
                       help="folder with the four MNIST IDX files, gzipped or not (default: "
@@ -71,20 +83,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from trainer.loop import TrainConfig, train
-    from trainer.mnist import IdxError, fixed_binarization, load_mnist
-    from trainer.mnist_eval import evaluate, mean_elbo
-    from trainer.mnist_model import MnistVAE, MnistVAEConfig
-    from trainer.mnist_plots import (
-        plot_elbo_curves,
-        plot_latent_scatter,
-        plot_manifold,
-        plot_reconstructions,
-        plot_samples,
-    )
-
     try:
         data = load_mnist(args.data)
     except IdxError as e:

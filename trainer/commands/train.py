@@ -12,7 +12,14 @@ import math
 import os
 from pathlib import Path
 
-from trainer.grain_model import DECODERS, ENCODERS
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from trainer.data import NoAudioError, load_grainset
+from trainer.grain_model import DECODERS, ENCODERS, GrainVAE, GrainVAEConfig, count_parameters
+from trainer.grain_report import RunReport
+from trainer.loop import TrainConfig, load_checkpoint, train
 
 HELP = (
     "train a Grain-VAE on grains of the built-in synth or an audio folder; plots and WAVs in the run folder"
@@ -157,21 +164,6 @@ def data_spec(args: argparse.Namespace) -> dict:
     }
 
 
-def load_grainset(spec: dict, cache_dir: Path | None = None, progress: bool = True):
-    """The GrainSet a data spec names (trainer.data.load_grains with the stored options)."""
-    from trainer.data import load_grains
-
-    return load_grains(
-        spec["data"],
-        hop=spec["hop"],
-        val_fraction=spec["val_fraction"],
-        seed=spec["seed"],
-        synth_grains=spec["synth_grains"],
-        cache_dir=cache_dir,
-        progress=progress,
-    )
-
-
 def figures_line(m: dict) -> str:
     """One line of a metrics dict: SC, LSD, SNR, pitch kept (of how many voiced), flatness recon / source."""
     line = f"SC {m['sc']:.3f}  LSD {m['lsd_db']:.2f} dB  SNR {m['snr_db']:.2f} dB"
@@ -247,21 +239,12 @@ def in_words(vae: dict, pca: dict) -> str:
 
 def _write_progress(line: str, bar: bool) -> None:
     if bar:
-        from tqdm import tqdm
-
         tqdm.write(line)  # above the progress bar, not through it
     else:
         print(line, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from trainer.grain_model import GrainVAE, GrainVAEConfig, count_parameters
-    from trainer.grain_report import RunReport
-    from trainer.loop import TrainConfig, load_checkpoint, train
-
     if args.threads:
         torch.set_num_threads(args.threads)
     rank = int(os.environ.get("RANK", "0"))
@@ -297,8 +280,6 @@ def run(args: argparse.Namespace) -> int:
     elif rank == 0 and (args.out / "checkpoints" / "last.pt").exists():
         print(f"error: {args.out} already holds a run; add --resume to continue it, or choose another --out")
         return 2
-
-    from trainer.data import NoAudioError
 
     try:
         grains = load_grainset(spec, args.cache_dir, progress=not args.no_progress and rank == 0)

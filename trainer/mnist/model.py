@@ -7,7 +7,7 @@ two of them with ELU, which reaches a better bound in the same CPU minutes (benc
 
 Why a Bernoulli decoder, and the loss it gives
 ----------------------------------------------
-The pixels are binary (each training image is binarised afresh at every step, see trainer/mnist.py), so
+The pixels are binary (each training image is binarised afresh at every step, see trainer/mnist/data.py), so
 p(x|z) is a product of 784 independent Bernoulli variables whose probabilities the decoder outputs as
 logits l = f(z):
 
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from trainer.mnist import PIXELS, binarize
+from trainer.mnist.data import PIXELS, binarize
 from trainer.vae import bernoulli_nll, kl_per_dim, reparameterize
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus, "gelu": nn.GELU}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "mnist"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist"  # beside the project
 IMAGE_SIZE = 28
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-from trainer.mnist_model import MnistVAE, eval_mode
+from trainer.mnist.model import MnistVAE, eval_mode
 from trainer.vae import bernoulli_nll, kl_divergence
 
 

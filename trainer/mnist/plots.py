@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from trainer.mnist import IMAGE_SIZE  # noqa: E402
-from trainer.mnist_model import MnistVAE, eval_mode  # noqa: E402
+from trainer.mnist.data import IMAGE_SIZE  # noqa: E402
+from trainer.mnist.model import MnistVAE, eval_mode  # noqa: E402
 
 
 def tile(images: Tensor, rows: int, cols: int, pad: int = 1) -> Tensor:
