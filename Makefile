@@ -90,12 +90,12 @@ clean:
 
 # Every benchmark, one after another (about an hour on 2 cores; each prints its own table).
 bench: setup
-	$(PY) bench/pca_baseline.py
-	$(PY) bench/decode.py
-	$(PY) bench/pd_render.py
-	$(PY) bench/latency.py
-	$(PY) bench/grain_vae.py
-	$(PY) bench/mnist.py
+	$(PY) -m bench.pca_baseline
+	$(PY) -m bench.decode
+	$(PY) -m bench.pd_render
+	$(PY) -m bench.latency
+	$(PY) -m bench.grain_vae
+	$(PY) -m bench.mnist
 
 # The factory model (models/factory.ts, the runtime's default): the project's own trainer on the built-in
 # synth set, seed 0, a fixed step count on one thread (deterministic on a given machine), then export,

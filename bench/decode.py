@@ -1,6 +1,6 @@
 """Decode speed of an exported model on one thread: what the box's decode worker can do.
 
-    python bench/decode.py [MODEL ...] [--seconds 3]      (default MODEL: models/factory.ts)
+    python -m bench.decode [MODEL ...] [--seconds 3]      (default MODEL: models/factory.ts)
 
 Prints µs per grain at batch 1 (one knob move, one slot) and batch 8 (a knob move refreshes 8 slots),
 the real-time factor (seconds of grain audio decoded per second of decode work), and the bar: one grain
@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from runtime.artifact import ModelError, load_model
+from runtime.threads import limit_torch_threads
 
-from runtime.artifact import ModelError, load_model  # noqa: E402
-from runtime.threads import limit_torch_threads  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BAR_MS = 0.3  # the floor for the box's default voice; the goal is 0.06 ms (800x real time)
 BATCHES = (1, 8)

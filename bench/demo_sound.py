@@ -1,6 +1,6 @@
 """What `make demo` sounds like, in figures: loudness, brightness and how much of it has a pitch.
 
-    .venv/bin/python bench/demo_sound.py [out/demo.wav]
+    .venv/bin/python -m bench.demo_sound [out/demo.wav]
 
 Reads the demo's recording (Pd's own /record, 44.1 kHz stereo float) and prints, for its left channel:
   - loudness: RMS of the whole take and of its sounding frames (above -60 dBFS), and the peak, in dBFS;

@@ -1,8 +1,8 @@
 """Grain-VAE against PCA and against the old decoder: what a musician hears, on three kinds of sound.
 
-    .venv/bin/python bench/grain_vae.py                    # 10 CPU-minutes per model and set: ~35 min
-    .venv/bin/python bench/grain_vae.py --cpu-minutes 2    # a shorter look
-    .venv/bin/python bench/grain_vae.py --only notes       # one set
+    .venv/bin/python -m bench.grain_vae                    # 10 CPU-minutes per model and set: ~35 min
+    .venv/bin/python -m bench.grain_vae --cpu-minutes 2    # a shorter look
+    .venv/bin/python -m bench.grain_vae --only notes       # one set
 
 Sets: the built-in synth, ../shared/datasets/timgm6mb-notes (instrument notes) and timgm6mb-drums (one-shots).
 Models, latent 16, each trained by `python -m trainer train` (the command users run) for the same budget of
@@ -37,15 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.decode import cpu_name, time_decode
+from runtime.artifact import load_model
+from trainer.data import load_grainset
+from trainer.export import export_run, load_trained, resolve_checkpoint
+from trainer.metrics import evaluate
+from trainer.pca import pca_baseline_table
 
-from bench.decode import cpu_name, time_decode  # noqa: E402
-from runtime.artifact import load_model  # noqa: E402
-from trainer.commands.train import load_grainset  # noqa: E402
-from trainer.export import export_run, load_trained, resolve_checkpoint  # noqa: E402
-from trainer.metrics import evaluate  # noqa: E402
-from trainer.pca import pca_baseline_table  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 DATASETS = REPO.parent / "shared" / "datasets"
 SETS = {"synth": "synth", "notes": DATASETS / "timgm6mb-notes", "drums": DATASETS / "timgm6mb-drums"}
@@ -64,7 +63,7 @@ def train_run(data: str, out: Path, cpu_minutes: float, options: list[str]) -> f
         *options, "--cpu-minutes", str(cpu_minutes), "--threads", "1", "--no-progress",
         "--plot-seconds", "1e9",
     ]  # fmt: skip
-    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
     loads = []
     pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
     with subprocess.Popen(cmd, cwd=REPO, env=env, **pipe) as p:

@@ -1,7 +1,7 @@
 """Knob-to-Pd latency, and the runtime's CPU and memory while the knobs move 100 times a second.
 
-    flock /tmp/grainbox-bench.lock .venv/bin/python bench/latency.py            # about 40 s
-    flock /tmp/grainbox-bench.lock .venv/bin/python bench/latency.py --model models/factory.ts
+    flock /tmp/grainbox-bench.lock .venv/bin/python -m bench.latency            # about 40 s
+    flock /tmp/grainbox-bench.lock .venv/bin/python -m bench.latency --model models/factory.ts
 
 Everything is real: Pd headless (`pd -nogui -noaudio`, real time) playing pd/main.pd, the runtime's own
 Box (model, engine, OSC link), liblo on 127.0.0.1. Without --model it uses models/factory.ts when present,
@@ -38,14 +38,13 @@ from pathlib import Path
 import pyliblo3 as liblo
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from runtime.box import Box
+from runtime.config import FACTORY_MODEL
+from tests.conftest import free_udp_port
+from tests.runtime_helpers import make_config, wait_until, write_checksum_model
+from tests.runtime_pd import PdProcess, pd_available
 
-from runtime.box import Box  # noqa: E402
-from runtime.config import FACTORY_MODEL  # noqa: E402
-from tests.conftest import free_udp_port  # noqa: E402
-from tests.runtime_helpers import make_config, wait_until, write_checksum_model  # noqa: E402
-from tests.runtime_pd import PdProcess, pd_available  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 HOST = "127.0.0.1"
 

@@ -2,8 +2,8 @@
 beside Kingma & Welling (2013), with the wall time on this machine.
 
     flock-free to start: each training run takes /tmp/grainbox-bench.lock itself
-    .venv/bin/python bench/mnist.py                  # about 28 minutes on 2 cores: the full table
-    .venv/bin/python bench/mnist.py --quick          # about 3 minutes: a smoke run of the same table
+    .venv/bin/python -m bench.mnist                  # about 28 minutes on 2 cores: the full table
+    .venv/bin/python -m bench.mnist --quick          # about 3 minutes: a smoke run of the same table
 
 Every row is one `python -m trainer mnist` run (the command users run, so the table measures what ships),
 under `flock /tmp/grainbox-bench.lock` so it never overlaps another engineer's heavy benchmark, with torch

@@ -1,7 +1,7 @@
 """PCA baseline (issue 2): SC, LSD and SNR of validation grains reconstructed from k = 8, 16, 32, 64
 principal components, on the built-in synth set and on ../shared/datasets/timgm6mb-notes.
 
-    .venv/bin/python bench/pca_baseline.py           # about a minute on 2 cores (first run renders/reads)
+    .venv/bin/python -m bench.pca_baseline           # about a minute on 2 cores (first run renders/reads)
 
 This is the floor: a VAE with latent size k must do better than PCA with k components (bench/grain_vae.py
 compares them on the same validation grains). The metrics are trainer/metrics.py's reference definitions.
@@ -16,12 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from trainer.commands.baseline import format_table
+from trainer.data import load_grains
+from trainer.pca import pca_baseline_table
 
-from trainer.commands.baseline import format_table  # noqa: E402
-from trainer.data import load_grains  # noqa: E402
-from trainer.pca import pca_baseline_table  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 DATASETS = REPO.parent / "shared" / "datasets"
 NOTES = DATASETS / "timgm6mb-notes"

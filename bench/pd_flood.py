@@ -13,7 +13,7 @@ Oversize packets are dropped by their length before the patch scans their bytes 
 them, so their rows should cost about what a valid grain does. --pd-dir runs another copy of the patch
 (a checkout of an older commit) for comparison.
 
-    flock /tmp/grainbox-bench.lock .venv/bin/python bench/pd_flood.py [--seconds 10] [--rate 95]
+    flock /tmp/grainbox-bench.lock .venv/bin/python -m bench.pd_flood [--seconds 10] [--rate 95]
 """
 
 from __future__ import annotations

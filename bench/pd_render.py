@@ -7,20 +7,18 @@ and divides the audio's length by the wall-clock time Pd took. The goal for the 
 the patch's fixed parts (filter, reverb, limiter, recorder) without any voice. The last row leaves the
 filter open (tone 1, resonance 0: the defaults), where the patch switches it off.
 
-    flock /tmp/grainbox-bench.lock .venv/bin/python bench/pd_render.py [--seconds 30]
+    flock /tmp/grainbox-bench.lock .venv/bin/python -m bench.pd_render [--seconds 30]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.pd_render import Score, render  # noqa: E402
+from tests.pd_render import Score, render
 
 GRAIN, MODEL_SR = 1024, 22050
 
