@@ -6,6 +6,7 @@ The model is any nn.Module with `forward_loss(x, beta) -> dict` ("loss", "recon"
 any other scalars to log). The loop owns everything else: the device (CUDA, then Apple MPS, then CPU),
 mixed precision on CUDA, Adam, the beta warm-up, the stopping rule (steps, epochs or minutes, whichever
 comes first), validation every `eval_every` steps, checkpoints, history.json and the progress bar.
+train() reads top to bottom; a Checkpointer saves and resumes the run, evaluation_step does one validation.
 
 Distributed data-parallel: launched by `torchrun --nproc_per_node=N`, every process runs this same code on
 its own shard of each epoch (the shuffled indices split rank::world_size); gradients are averaged by DDP;
@@ -26,8 +27,9 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -180,6 +182,53 @@ def evaluate_loss(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Where the run is, and when it stops
+
+
+@dataclass
+class Progress:
+    """How far the run has come: what a checkpoint saves and --resume restores."""
+
+    step: int = 0  # optimiser steps of the whole run
+    epoch: int = 0
+    batch_in_epoch: int = 0  # with epoch and the seeded data order: the next batch, exactly
+    seconds: float = 0.0  # wall clock of the whole run, validation and plots included
+    cpu_seconds: float = 0.0  # CPU time of every thread of this process, the whole run
+    best_val: float = math.inf  # the lowest validation loss at beta_max so far
+    history: list[dict] = field(default_factory=list)  # one record per validation (history.json)
+
+    def advance(self, batches_per_epoch: int) -> None:
+        """One optimiser step done: on to the next batch, and the next epoch after the last batch."""
+        self.step += 1
+        self.batch_in_epoch += 1
+        if self.batch_in_epoch == batches_per_epoch:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+
+def stopped_by(cfg: TrainConfig, now: Progress, start: Progress) -> str | None:
+    """Which stopping rule has been met, in words, or None. Time budgets count from this start (`start`),
+    so `--resume --minutes 2` trains two more minutes; steps and epochs are totals of the run."""
+    if cfg.steps is not None and now.step >= cfg.steps:
+        return f"--steps {cfg.steps} reached"
+    if cfg.epochs is not None and now.epoch >= cfg.epochs:
+        return f"--epochs {cfg.epochs} reached"
+    if cfg.minutes is not None and now.seconds - start.seconds >= cfg.minutes * 60:
+        return f"--minutes {cfg.minutes:g} used"
+    if cfg.cpu_minutes is not None and now.cpu_seconds - start.cpu_seconds >= cfg.cpu_minutes * 60:
+        return f"--cpu-minutes {cfg.cpu_minutes:g} used"
+    return None
+
+
+def _rank0_says(flags: list[bool], world: int, device: torch.device) -> list[bool]:
+    """Rank 0's flags on every rank (a broadcast), so all processes stop, validate and save together."""
+    if world == 1:
+        return flags
+    sent = torch.tensor([int(f) for f in flags], device=device if device.type == "cuda" else "cpu")
+    dist.broadcast(sent, src=0)
+    return [bool(f) for f in sent.tolist()]
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Checkpoints
 
 
@@ -199,6 +248,160 @@ def _write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
+
+
+class Checkpointer:
+    """RUN/checkpoints/last.pt and best.pt, with RUN/history.json beside them; `resume` reads last.pt back.
+
+        checkpointer = Checkpointer(cfg, model, optimiser, scaler, rank=0, world=1, device=device)
+        progress = checkpointer.resume() if cfg.resume else Progress()
+        ...
+        checkpointer.save(progress, best=improved)     # last.pt, and best.pt too when best
+
+    A checkpoint holds everything exact resume needs: the weights, the optimiser and the gradient scaler,
+    the position in the seeded data order, the clocks, the history and every rank's RNG state, with the
+    run's config, the data fingerprint and `extra_state` (the model config and data spec export rebuilds
+    from). Only rank 0 writes, but `save` gathers the RNG states, so under torchrun every rank calls it.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: nn.Module,
+        optimiser: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        *,
+        rank: int,
+        world: int,
+        device: torch.device,
+        fingerprint: str = "",
+        extra_state: dict | None = None,
+    ) -> None:
+        self.cfg, self.model, self.optimiser, self.scaler = cfg, model, optimiser, scaler
+        self.rank, self.world, self.device = rank, world, device
+        self.fingerprint, self.extra_state = fingerprint, extra_state or {}
+        self.out = Path(cfg.out)
+        self.folder = self.out / "checkpoints"
+        self.saved_at = time.perf_counter()
+
+    def resume(self) -> Progress:
+        """Load last.pt into the model, optimiser, scaler and RNGs; the Progress it was saved at."""
+        last = self.folder / "last.pt"
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {last}; start without --resume")
+        ckpt = load_checkpoint(last)
+        if self.fingerprint and ckpt.get("fingerprint") and ckpt["fingerprint"] != self.fingerprint:
+            raise ValueError(
+                f"--resume: the data differ from the checkpoint's (fingerprint {self.fingerprint[:12]} vs "
+                f"{ckpt['fingerprint'][:12]}); resume with the same --data and options, or start a new run"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimiser.load_state_dict(ckpt["optimiser"])
+        if "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"][self.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        return Progress(
+            step=ckpt["step"],
+            epoch=ckpt["epoch"],
+            batch_in_epoch=ckpt["batch_in_epoch"],
+            seconds=ckpt["seconds"],
+            cpu_seconds=ckpt.get("cpu_seconds", 0.0),
+            best_val=ckpt["best_val_loss"],
+            history=ckpt["history"],
+        )
+
+    def due(self) -> bool:
+        """A periodic checkpoint is due: checkpoint_minutes have passed since the last one (or the start)."""
+        return time.perf_counter() - self.saved_at >= self.cfg.checkpoint_minutes * 60
+
+    def save(self, progress: Progress, best: bool) -> None:
+        """last.pt (and best.pt when `best`) and history.json; a collective when distributed."""
+        state = self._state(progress)
+        if self.rank == 0:
+            save_checkpoint(self.folder / "last.pt", state)
+            if best:
+                save_checkpoint(self.folder / "best.pt", state)
+            _write_json(self.out / "history.json", progress.history)
+        self.saved_at = time.perf_counter()
+
+    def _state(self, progress: Progress) -> dict:
+        rng = _rng_state()
+        if self.world > 1:  # every rank's RNG, so each resumes on its own path
+            gathered: list = [None] * self.world
+            dist.all_gather_object(gathered, rng)
+            rng = gathered
+        return {
+            "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": progress.step,
+            "epoch": progress.epoch,
+            "batch_in_epoch": progress.batch_in_epoch,
+            "seconds": progress.seconds,
+            "cpu_seconds": progress.cpu_seconds,
+            "config": self.cfg.to_dict(),
+            "fingerprint": self.fingerprint,
+            "rng": rng,
+            "history": progress.history,
+            "best_val_loss": progress.best_val,
+            "extra": self.extra_state,
+            "world_size": self.world,
+            "device": str(self.device),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One validation
+
+
+def evaluation_step(
+    model: nn.Module,
+    val_data: Tensor,
+    device: torch.device,
+    cfg: TrainConfig,
+    progress: Progress,
+    beta: float,
+    train_means: dict[str, float],
+    *,
+    bar: tqdm | None = None,
+    scalars: Any = None,  # a TensorBoard SummaryWriter, when tensorboard is installed
+    on_eval: Callable[[int, dict], None] | None = None,
+) -> tuple[dict, bool]:
+    """Validate (rank 0 only), add the record to the history, and say if this is the best model so far.
+
+    Returns (the validation metrics, improved). The history record holds the means of the training losses
+    since the last validation (`train_means`) beside the validation metrics; history.json is written
+    before `on_eval` runs, because the plots it draws read it.
+    """
+    val = evaluate_loss(model, val_data, beta, device)
+    progress.history.append(
+        {
+            "step": progress.step,
+            "epoch": progress.epoch,
+            "seconds": round(progress.seconds, 2),
+            "beta": beta,
+            "train": train_means,
+            "val": val,
+        }
+    )
+    # The best checkpoint is chosen by the loss at beta_max: during the KL warm-up the loss at the current
+    # beta rises with beta, so by it the earliest, worst model would win.
+    if "kl" in val:
+        val["loss_at_beta_max"] = val["loss"] + (cfg.beta_max - beta) * val["kl"]
+    selection = val.get("loss_at_beta_max", val["loss"])
+    improved = selection < progress.best_val
+    progress.best_val = min(progress.best_val, selection)
+    if bar is not None:
+        bar.write(
+            f"step {progress.step}: val loss {val['loss']:.5g}, recon {val.get('recon', 0):.5g}, "
+            f"kl {val.get('kl', 0):.4g}, active units {val.get('active_units', '-')}"
+        )
+    _write_json(Path(cfg.out) / "history.json", progress.history)
+    if scalars is not None:
+        _write_scalars(scalars, progress.history[-1])
+    if on_eval is not None:
+        on_eval(progress.step, val)
+    return val, improved
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -232,9 +435,9 @@ def train(
     rank, world, local_rank = _init_distributed()
     device = pick_device(cfg.device, local_rank)
     out = Path(cfg.out)
-    ckpt_dir = out / "checkpoints"
     _seed_everything(cfg.seed)
 
+    # model, optimiser, KL weight, mixed precision
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = BetaSchedule(cfg.beta_max, cfg.warmup_steps)
@@ -242,27 +445,12 @@ def train(
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    step, epoch, batch_in_epoch, seconds, cpu_seconds = 0, 0, 0, 0.0, 0.0
-    history: list[dict] = []
-    best_val = math.inf
-    if cfg.resume:
-        last = ckpt_dir / "last.pt"
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last}; start without --resume")
-        ckpt = load_checkpoint(last)
-        if fingerprint and ckpt.get("fingerprint") and ckpt["fingerprint"] != fingerprint:
-            raise ValueError(
-                f"--resume: the data differ from the checkpoint's (fingerprint {fingerprint[:12]} vs "
-                f"{ckpt['fingerprint'][:12]}); resume with the same --data and options, or start a new run"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        if "scaler" in ckpt:
-            scaler.load_state_dict(ckpt["scaler"])
-        step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-        seconds, history, best_val = ckpt["seconds"], ckpt["history"], ckpt["best_val_loss"]
-        cpu_seconds = ckpt.get("cpu_seconds", 0.0)
-        _set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+    # a new run, or the saved one continued on its very path
+    checkpointer = Checkpointer(
+        cfg, model, optimiser, scaler, rank=rank, world=world, device=device,
+        fingerprint=fingerprint, extra_state=extra_state,
+    )  # fmt: skip
+    progress = checkpointer.resume() if cfg.resume else Progress()
 
     net: nn.Module = _LossModule(model)
     if world > 1:
@@ -270,197 +458,128 @@ def train(
             net, device_ids=[local_rank] if device.type == "cuda" else None
         )
 
-    def checkpoint_state() -> dict:
-        rng = _rng_state()
-        if world > 1:  # every rank's RNG, so each resumes on its own path
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, rng)
-            rng = gathered
-        return {
-            "model": model.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "scaler": scaler.state_dict(),
-            "step": step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "seconds": seconds,
-            "cpu_seconds": cpu_seconds,
-            "config": cfg.to_dict(),
-            "fingerprint": fingerprint,
-            "rng": rng,
-            "history": history,
-            "best_val_loss": best_val,
-            "extra": extra_state or {},
-            "world_size": world,
-            "device": str(device),
-        }
-
-    def write_checkpoint(best: bool) -> None:
-        state = checkpoint_state()  # a collective when distributed: every rank calls it
-        if rank == 0:
-            save_checkpoint(ckpt_dir / "last.pt", state)
-            if best:
-                save_checkpoint(ckpt_dir / "best.pt", state)
-            _write_json(out / "history.json", history)
-
-    def stopped_by() -> str | None:
-        """Which stopping rule has been met, in words, or None. Time budgets count from this start, so
-        `--resume --minutes 2` trains two more minutes; steps and epochs are totals of the run."""
-        if cfg.steps is not None and step >= cfg.steps:
-            return f"--steps {cfg.steps} reached"
-        if cfg.epochs is not None and epoch >= cfg.epochs:
-            return f"--epochs {cfg.epochs} reached"
-        if cfg.minutes is not None and seconds - seconds_at_start >= cfg.minutes * 60:
-            return f"--minutes {cfg.minutes:g} used"
-        if cfg.cpu_minutes is not None and cpu_seconds - cpu_at_start >= cfg.cpu_minutes * 60:
-            return f"--cpu-minutes {cfg.cpu_minutes:g} used"
-        return None
-
-    def decide() -> tuple[bool, bool]:
-        """(stop now?, periodic checkpoint due?) by rank 0's clock, broadcast so every rank agrees."""
-        done = stopped_by() is not None
-        due = time.perf_counter() - t_checkpoint >= cfg.checkpoint_minutes * 60
-        if world > 1:
-            flags = torch.tensor([int(done), int(due)], device=device if device.type == "cuda" else "cpu")
-            dist.broadcast(flags, src=0)
-            done, due = bool(flags[0]), bool(flags[1])
-        return done, due
-
+    # what rank 0 shows and logs
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     budget_s = cfg.minutes * 60 if cfg.minutes is not None and cfg.steps is None else None
-    bar = _progress_bar(cfg, step, budget_s) if rank == 0 and cfg.progress else None
+    bar = _progress_bar(cfg, progress.step, budget_s) if rank == 0 and cfg.progress else None
     scalars = _scalar_writer(out) if rank == 0 else None
 
     model.train()
-    running: dict[str, float] = {}
+    start = replace(progress)  # the step and clocks at this start: time budgets count from here
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    checkpointer.saved_at = t_start  # the periodic checkpoint counts from this start too
+    running: dict[str, float] = {}  # sums of the training losses since the last validation
     running_n = 0
     last_val: dict = {}
-    seconds_at_start, t_start = seconds, time.perf_counter()
-    cpu_at_start, cpu_start = cpu_seconds, time.process_time()
-    t_checkpoint = t_start
-    last_eval_seconds = seconds
-    step_at_start = step
+    last_eval_seconds = progress.seconds
     batches, batches_epoch = [], -1
-    stop, _ = decide()
+    stop, _ = _rank0_says([stopped_by(cfg, progress, start) is not None, checkpointer.due()], world, device)
     while not stop:
-        if batches_epoch != epoch:
-            batches, batches_epoch = (
-                epoch_batches(len(train_data), cfg.batch_size, cfg.seed, epoch, rank, world),
-                epoch,
-            )
-        x = train_data[batches[batch_in_epoch]].to(device, non_blocking=True)
-        beta = schedule(step)
+        # one optimiser step on the next batch of the seeded data order
+        if batches_epoch != progress.epoch:
+            batches = epoch_batches(len(train_data), cfg.batch_size, cfg.seed, progress.epoch, rank, world)
+            batches_epoch = progress.epoch
+        x = train_data[batches[progress.batch_in_epoch]].to(device, non_blocking=True)
+        beta = schedule(progress.step)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             losses = net(x, beta)
         optimiser.zero_grad(set_to_none=True)
         scaler.scale(losses["loss"]).backward()
         scaler.step(optimiser)
         scaler.update()
-        step += 1
-        batch_in_epoch += 1
-        if batch_in_epoch == len(batches):
-            epoch, batch_in_epoch = epoch + 1, 0
-        seconds = (
-            seconds_at_start + time.perf_counter() - t_start
-        )  # wall clock, validation and plots included
-        cpu_seconds = cpu_at_start + time.process_time() - cpu_start  # every thread of this process
+        progress.advance(len(batches))
+        progress.seconds = start.seconds + time.perf_counter() - t_start
+        progress.cpu_seconds = start.cpu_seconds + time.process_time() - cpu_start
 
         for k, v in losses.items():
             if v.ndim == 0:
                 running[k] = running.get(k, 0.0) + float(v.detach())
         running_n += 1
         if bar is not None:
-            if budget_s is None:
-                bar.update(1)
-            else:  # the budget bar counts seconds of this start
-                bar.n = min(budget_s, seconds - seconds_at_start)
-            if step % 10 == 0 or budget_s is not None:
-                shown = {
-                    k: f"{v / running_n:.4g}"
-                    for k, v in running.items()
-                    if k in ("loss", "recon", "spectral", "kl")
-                }
-                shown["beta"] = f"{beta:.3g}"
-                if budget_s is None:
-                    bar.set_postfix(shown)
-                else:  # the clock of the budget, computed here: tqdm's estimate stalls during validation
-                    used = seconds - seconds_at_start
-                    figures = ", ".join(f"{k}={v}" for k, v in shown.items())
-                    bar.set_description_str(
-                        f"{_clock(used)} of {_clock(budget_s)}, {_clock(budget_s - used)} left, "
-                        f"step {step:,}, {figures}"
-                    )
+            _show_progress(bar, budget_s, progress, start, running, running_n, beta)
 
-        stop, checkpoint_due = decide()
-        eval_due = step % cfg.eval_every == 0 or (
-            cfg.eval_seconds is not None and seconds - last_eval_seconds >= cfg.eval_seconds
+        # stop, validate, checkpoint: rank 0 decides, every rank follows
+        stop, checkpoint_due = _rank0_says(
+            [stopped_by(cfg, progress, start) is not None, checkpointer.due()], world, device
+        )
+        eval_due = progress.step % cfg.eval_every == 0 or (
+            cfg.eval_seconds is not None and progress.seconds - last_eval_seconds >= cfg.eval_seconds
         )
         if eval_due or stop:
-            last_eval_seconds = seconds
+            last_eval_seconds = progress.seconds
             improved = False
             if rank == 0:
-                val = evaluate_loss(model, val_data, beta, device)
-                history.append(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "seconds": round(seconds, 2),
-                        "beta": beta,
-                        "train": {k: v / running_n for k, v in running.items()},
-                        "val": val,
-                    }
-                )
-                # The best checkpoint is chosen by the loss at beta_max: during the KL warm-up the loss
-                # at the current beta rises with beta, so by it the earliest, worst model would win.
-                if "kl" in val:
-                    val["loss_at_beta_max"] = val["loss"] + (cfg.beta_max - beta) * val["kl"]
-                selection = val.get("loss_at_beta_max", val["loss"])
-                improved = selection < best_val
-                best_val = min(best_val, selection)
-                last_val = val
-                if bar is not None:
-                    bar.write(
-                        f"step {step}: val loss {val['loss']:.5g}, recon {val.get('recon', 0):.5g}, "
-                        f"kl {val.get('kl', 0):.4g}, active units {val.get('active_units', '-')}"
-                    )
-                _write_json(out / "history.json", history)  # before on_eval: plots read it
-                if scalars is not None:
-                    _write_scalars(scalars, history[-1])
-                if on_eval is not None:
-                    on_eval(step, val)
+                train_means = {k: v / running_n for k, v in running.items()}
+                last_val, improved = evaluation_step(
+                    model, val_data, device, cfg, progress, beta, train_means,
+                    bar=bar, scalars=scalars, on_eval=on_eval,
+                )  # fmt: skip
             running, running_n = {}, 0
-            if world > 1:
-                flag = torch.tensor([int(improved)], device=device if device.type == "cuda" else "cpu")
-                dist.broadcast(flag, src=0)
-                improved = bool(flag.item())
+            (improved,) = _rank0_says([improved], world, device)
             if improved or stop or checkpoint_due:
-                write_checkpoint(best=improved)
-                t_checkpoint = time.perf_counter()
+                checkpointer.save(progress, best=improved)
         elif checkpoint_due:
-            write_checkpoint(best=False)
-            t_checkpoint = time.perf_counter()
+            checkpointer.save(progress, best=False)
     if bar is not None:
         bar.close()
     if scalars is not None:
         scalars.close()
 
     summary = {
-        "stopped_by": stopped_by(),
-        "steps_this_start": step - step_at_start,
-        "steps": step,
-        "epochs": epoch,
-        "seconds": round(seconds, 2),
-        "cpu_seconds": round(cpu_seconds, 2),
-        "best_val_loss": best_val,
+        "stopped_by": stopped_by(cfg, progress, start),
+        "steps_this_start": progress.step - start.step,
+        "steps": progress.step,
+        "epochs": progress.epoch,
+        "seconds": round(progress.seconds, 2),
+        "cpu_seconds": round(progress.cpu_seconds, 2),
+        "best_val_loss": progress.best_val,
         "val": last_val,
         "device": str(device),
         "world_size": world,
-        "history": history,
+        "history": progress.history,
     }
     if world > 1:
         dist.barrier()
     return summary
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the run shows as it goes: the progress bar and TensorBoard
+
+
+SHOWN_LOSSES = ("loss", "recon", "spectral", "kl")  # beside the bar; history.json has every one
+
+
+def _show_progress(
+    bar: tqdm,
+    budget_s: float | None,
+    progress: Progress,
+    start: Progress,
+    running: dict[str, float],
+    running_n: int,
+    beta: float,
+) -> None:
+    """Move the bar one step (or to this start's seconds under a time budget); every 10 steps, or at every
+    step under a budget, the mean losses since the last validation beside it."""
+    if budget_s is None:
+        bar.update(1)
+    else:  # the budget bar counts seconds of this start
+        bar.n = min(budget_s, progress.seconds - start.seconds)
+    if progress.step % 10 != 0 and budget_s is None:
+        return
+    shown = {k: f"{v / running_n:.4g}" for k, v in running.items() if k in SHOWN_LOSSES}
+    shown["beta"] = f"{beta:.3g}"
+    if budget_s is None:
+        bar.set_postfix(shown)
+        return
+    # the clock of the budget, computed here: tqdm's estimate stalls during validation
+    used = progress.seconds - start.seconds
+    figures = ", ".join(f"{k}={v}" for k, v in shown.items())
+    bar.set_description_str(
+        f"{_clock(used)} of {_clock(budget_s)}, {_clock(budget_s - used)} left, "
+        f"step {progress.step:,}, {figures}"
+    )
 
 
 def _progress_bar(cfg: TrainConfig, step: int, budget_s: float | None):
