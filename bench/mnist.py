@@ -7,8 +7,8 @@ beside Kingma & Welling (2013), with the wall time on this machine.
 
 Every row is one `python -m trainer mnist` run (the command users run, so the table measures what ships),
 under `flock /tmp/grainbox-bench.lock` so it never overlaps another engineer's heavy benchmark, with torch
-threads = 2. Budgets: the improved model gets 10 minutes at z = 20 (the issue's bar: -100 nats or better,
-goal -95) and less for the smaller latents; the paper-faithful architecture runs at z = 20 as the baseline
+threads = 2. Budgets: the improved model gets 10 minutes at z = 20 (the bar: -100 nats or better,
+the goal -95) and less for the smaller latents; the paper-faithful architecture runs at z = 20 as the baseline
 the improved one is compared with in the same run. The machine is shared, so the 1-minute load average is
 printed beside every row: a run under load gets fewer steps in its minutes.
 

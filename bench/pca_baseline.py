@@ -1,5 +1,5 @@
-"""PCA baseline (issue 2): SC, LSD and SNR of validation grains reconstructed from k = 8, 16, 32, 64
-principal components, on the built-in synth set and on ../shared/datasets/timgm6mb-notes.
+"""PCA baseline: SC, LSD and SNR of validation grains reconstructed from k = 8, 16, 32, 64 principal
+components, on the built-in synth set and on ../shared/datasets/timgm6mb-notes.
 
     .venv/bin/python -m bench.pca_baseline           # about a minute on 2 cores (first run renders/reads)
 

@@ -1,7 +1,7 @@
 """deploy/flash.sh against real boxes in miniature: OpenSSH's sshd on 127.0.0.1, a temporary directory as
 the box's file system, and the real runtime process reporting what it plays (tests/deploy_box.py).
 
-Each test states one promise of issue 8: a box is updated and confirms it, or it is left exactly as it was.
+Each test states one promise of flash.sh: a box is updated and confirms it, or it is left exactly as it was.
 """
 
 from __future__ import annotations
