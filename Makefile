@@ -19,7 +19,11 @@ APT_PACKAGES := puredata-core puredata-extra puredata-gui liblo-tools libportaud
 # guest's peak memory, liblo-tools' oscsend moves a knob. Pd comes from the root's own arm64 Debian Pd.
 PI_APT_PACKAGES := mmdebstrap arch-test qemu-user-static binfmt-support time liblo-tools
 
-.PHONY: setup apt venv test lint demo play baseline factory-model bench clean pi-apt pi-check pi-check-no-liblo
+# `make pd-pictures` only: ImageMagick's import takes a window's picture, xdotool finds the window.
+PICTURE_APT_PACKAGES := imagemagick xdotool
+
+.PHONY: setup apt venv test lint demo play baseline factory-model bench clean pi-apt pi-check pi-check-no-liblo \
+	pd-pictures
 
 setup: apt venv
 
@@ -87,6 +91,11 @@ pi-check-no-liblo: pi-apt venv
 
 clean:
 	rm -rf out runs .cache
+
+# docs/pd/*.png: main.pd and every abstraction's inside, drawn by the real Pd GUI under Xvfb.
+pd-pictures: apt
+	$(call apt_install,$(PICTURE_APT_PACKAGES))
+	xvfb-run -a -s "-screen 0 1280x800x24" pd/screenshot.sh docs/pd
 
 # Every benchmark, one after another (about an hour on 2 cores; each prints its own table).
 bench: setup

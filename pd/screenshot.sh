@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# Render docs/patch.png: main.pd in the real Pd GUI on a virtual X display (Xvfb), cropped to its window.
-# Needs: puredata-gui, xvfb (xvfb-run) and imagemagick (import, convert).
-#   xvfb-run -a -s "-screen 0 1440x900x24" pd/screenshot.sh
+# Pictures for docs/pd/: main.pd, and the inside of every abstraction as its help patch runs it, drawn by
+# the real Pd GUI on a virtual X display. Needs puredata-gui, xvfb, imagemagick (import) and xdotool:
+#   make pd-pictures    (or: xvfb-run -a -s "-screen 0 1280x800x24" pd/screenshot.sh [out-folder])
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="${1:-$here/../docs/patch.png}"
-pd -noaudio -nomidi "$here/main.pd" >/dev/null 2>&1 &
-pd_pid=$!
-trap 'kill "$pd_pid" 2>/dev/null || true' EXIT
-sleep "${GRAINBOX_SHOT_WAIT:-6}"
-shot="$(mktemp --suffix=.png)"
-import -window root "$shot"
-# main.pd's canvas opens at (60, 60) with its size from the file's first line; keep that window only
-read -r w h < <(head -1 "$here/main.pd" | awk '{print $5, $6}')
-convert "$shot" -crop "${w}x$((h + 30))+60+60" +repage "$out"
-rm -f "$shot"
-echo "$out"
+out="${1:-$here/../docs/pd}"
+mkdir -p "$out"
+
+# shoot PATCH TITLE PNG [MESSAGE]: open PATCH (and send MESSAGE after it loaded), picture the window whose
+# title starts with TITLE once Pd has drawn it, then quit that Pd.
+shoot() {
+    local patch=$1 title=$2 png=$3 message=${4:-}
+    local args=(-noaudio -nomidi -nrt -path "$here")
+    [ -n "$message" ] && args+=(-send "$message")
+    pd "${args[@]}" "$patch" >/dev/null 2>&1 &
+    local pid=$! window=""
+    for _ in $(seq 1 150); do
+        window="$(xdotool search --onlyvisible --name "^${title//./\\.} " 2>/dev/null | tail -1 || true)"  # the one on top
+        [ -n "$window" ] && break
+        sleep 0.2
+    done
+    [ -n "$window" ] || { echo "no window '$title' for $patch" >&2; kill "$pid"; return 1; }
+    sleep "${GRAINBOX_SHOT_WAIT:-2}"  # Tk draws the boxes after the window maps
+    import -window "$window" "$png"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    echo "$png"
+}
+
+shoot "$here/main.pd" "main.pd" "$out/main.png"
+for help in "$here"/grainbox-*-help.pd; do
+    name="$(basename "$help" -help.pd)"
+    # the abstraction as its help patch holds it: real arguments, so every box is created
+    shoot "$help" "$name.pd" "$out/$name.png" "pd-$name.pd vis 1"
+done

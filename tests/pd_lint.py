@@ -194,6 +194,8 @@ def parse(path: Path, abstractions: dict[str, tuple[int, int]] | None = None) ->
                 canvas.boxes.append(Box("obj", x, y, w, h, shown(body), line))
                 continue
         text = shown(body)
+        if kind in ("msg", "text"):
+            text = text.replace("; ", ";\n")  # Pd starts a new line after a semicolon in a box
         w, h = text_size(text, canvas.font, width_chars, is_comment=(kind == "text"))
         canvas.boxes.append(Box(kind, x, y, w, h, text, line))
     if root is None:

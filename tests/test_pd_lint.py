@@ -53,3 +53,9 @@ def test_global_and_local_names(tmp_path: Path) -> None:
     main = tmp_path / "main.pd"
     main.write_text("#N canvas 0 50 600 400 12;\n#X obj 20 20 r gb_ports;\n#X obj 20 60 r gb_other;\n")
     assert [name for _, name in global_names(main, {"gb_ports"})] == ["gb_other"]
+
+
+def test_a_semicolon_starts_a_new_line(tmp_path: Path) -> None:
+    """[; pd dsp 1( and a comment with a semicolon are drawn on two lines, so they are taller."""
+    root = parse(patch(tmp_path, "#X msg 20 20 \\; pd dsp 1;", "#X text 20 100 one \\; two;"))
+    assert [b.height for b in root.boxes] == [2 * 16 + 5, 2 * 16 + 5]

@@ -147,3 +147,12 @@ def test_the_model_check_applies_the_contract_limits() -> None:
     limits = CONTRACT["limits"]
     expected = [limits[k][end] for k in ("sample_rate", "grain_size", "slots") for end in ("min", "max")]
     assert [int(v) for v in check.groups()] == expected
+
+
+@pytest.mark.parametrize("name", ["main", *ABSTRACTIONS])
+def test_every_patch_has_a_picture_of_its_inside(name: str) -> None:
+    """docs/pd/ holds what the real Pd GUI draws (`make pd-pictures`), linked from pd/README.md."""
+    picture = REPO / "docs" / "pd" / f"{name}.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture.stat().st_size > 5000, "a near-empty picture: the window was not drawn when taken"
+    assert "../docs/pd/" in (PD_DIR / "README.md").read_text()
