@@ -156,3 +156,15 @@ def test_every_patch_has_a_picture_of_its_inside(name: str) -> None:
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size > 5000, "a near-empty picture: the window was not drawn when taken"
     assert "../docs/pd/" in (PD_DIR / "README.md").read_text()
+
+
+def test_the_virtual_knobs_are_the_contract_knobs() -> None:
+    """One name and one count per knob: the patch's sliders are labelled as runtime/contract.json names
+    them, in the order of their /knob index."""
+    labels = []
+    for _, record in pd_lint.records((PD_DIR / "main.pd").read_text()):
+        atoms = record.split()
+        if len(atoms) > 12 and atoms[4] == "vsl" and pd_lint.shown([atoms[11]]).startswith("$0-knob"):
+            labels.append((int(pd_lint.shown([atoms[11]]).removeprefix("$0-knob")), atoms[13]))
+    assert [label for _, label in sorted(labels)] == CONTRACT["knobs"]["names"]
+    assert len(labels) == CONTRACT["knobs"]["count"]
