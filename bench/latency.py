@@ -5,7 +5,7 @@
 
 Everything is real: Pd headless (`pd -nogui -noaudio`, real time) playing pd/main.pd, the runtime's own
 Box (model, engine, OSC link), liblo on 127.0.0.1. Without --model it uses models/factory.ts when present,
-else a tiny fixture model whose grains' sums follow the latent point (tests/runtime_helpers.py).
+else a tiny fixture model whose grains' sums follow the latent point (tests/support/runtime_helpers.py).
 
 1. Latency: 1000 moves of pot 1, each delivered the way the knob box delivers it (the control sink's
    `knob()` call, in the runtime's process), timed until Pd's `/ack` for slot 0 arrives with the checksum
@@ -41,8 +41,8 @@ import torch
 from runtime.box import Box
 from runtime.config import FACTORY_MODEL
 from tests.conftest import free_udp_port
-from tests.runtime_helpers import make_config, wait_until, write_checksum_model
-from tests.runtime_pd import PdProcess, pd_available
+from tests.support.runtime_helpers import make_config, wait_until, write_checksum_model
+from tests.support.runtime_pd import PdProcess, pd_available
 
 REPO = Path(__file__).resolve().parent.parent
 

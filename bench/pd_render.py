@@ -1,11 +1,12 @@
 """How fast the Pd patch renders: real-time factor in batch mode (`pd -batch`), 32 and 8 voices.
 
-Each row renders SECONDS of audio through pd/main.pd with the render harness of tests/pd_render.py
-(OSC messages serialised by pyliblo3, injected at their times, main.pd's output recorded by the harness)
-and divides the audio's length by the wall-clock time Pd took. The goal for the Raspberry Pi is >= 20x
-(under 5% of one core). The idle row (no grains) is the baseline measured in the same run: the cost of
-the patch's fixed parts (filter, reverb, limiter, recorder) without any voice. The last row leaves the
-filter open (tone 1, resonance 0: the defaults), where the patch switches it off.
+Each row renders SECONDS of audio through pd/main.pd with the render harness of
+tests/support/pd_harness.py (OSC messages serialised by pyliblo3, injected at their times, main.pd's
+output recorded by the harness) and divides the audio's length by the wall-clock time Pd took. The goal
+for the Raspberry Pi is >= 20x (under 5% of one core). The idle row (no grains) is the baseline measured
+in the same run: the cost of the patch's fixed parts (filter, reverb, limiter, recorder) without any
+voice. The last row leaves the filter open (tone 1, resonance 0: the defaults), where the patch switches
+it off.
 
     flock /tmp/grainbox-bench.lock .venv/bin/python -m bench.pd_render [--seconds 30]
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.pd_render import Score, render
+from tests.support.pd_harness import Score, render
 
 GRAIN, MODEL_SR = 1024, 22050
 

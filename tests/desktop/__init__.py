@@ -1,0 +1,1 @@
+"""Tests of desktop/: the demo that plays the whole instrument."""

@@ -1,0 +1,1 @@
+"""Helpers the tests share: fake boxes, OSC peers, the Pd harness, model fixtures."""
