@@ -70,6 +70,11 @@ def _add_box_options(p: argparse.ArgumentParser) -> None:
         choices=CONTROL_KINDS,
         help="knob box (gpiozero), virtual knobs from Pd, or none (default: the config's, or box)",
     )
+    p.add_argument(
+        "--listen",
+        choices=("off", "follow", "capture"),
+        help="the audio input at start: off, follow (the grains follow it), capture (default: the config's)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,6 +98,12 @@ class Model:
         with torch.inference_mode():
             return self.module.decode(z)
 
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and log-variance [B, Z] of grains x [B, G] (the model's rate and size)."""
+        with torch.inference_mode():
+            mean, logvar = self.module.encode(x)
+            return mean, logvar
+
 
 def load_model(path: str | Path, probe_repeats: int = 5) -> Model:
     """Read, validate and probe the artifact at `path`; raise ModelError naming the first problem found."""

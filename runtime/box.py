@@ -20,15 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from runtime.artifact import Model, ModelError, load_model
 from runtime.atomic import write_json_atomic
-from runtime.config import Config
+from runtime.config import LISTEN_MODES, Config
 from runtime.controls import Controls, make_controls
 from runtime.engine import Engine, Layout
 from runtime.host import PdHint, detect
 from runtime.link import Link, LinkError
+from runtime.listen import AnchorStore
 from runtime.performance import Performance
 from runtime.presets import PresetStore
 from runtime.threads import limit_torch_threads
@@ -113,8 +115,10 @@ class Box:
         self.engine = Engine(
             model, self.link, config.slots, config.spray, config.seed, Layout.from_pots(config.pots)
         )
+        self.engine.listener.smoothing = config.listen_smoothing
         self.presets = PresetStore(config.presets_dir)
-        self.performance = Performance(config, self.engine, self.link, self.presets)
+        self.anchors = AnchorStore(config.anchors_dir)
+        self.performance = Performance(config, self.engine, self.link, self.presets, self.anchors)
         self.controls = controls or make_controls(config, self.performance, pin_factory)
         self._log_model(model, "loaded")
 
@@ -241,8 +245,8 @@ class Box:
             log.error("reload refused, still playing %s: %s", self.model.name, e)
             self._status_dirty.set()
             return False
-        self.performance.model_changed(model)
         self.engine.set_model(model)
+        self.performance.model_changed(model)
         self.fallback = None  # `current` plays again
         self.reloads += 1
         self.loaded_at = _now()
@@ -320,6 +324,13 @@ class Box:
             "torch_threads": torch.get_num_threads(),
             "anchor": self.performance.state.anchor,
             "freeze": self.performance.state.freeze,
+            # the audio input (runtime/listen.py)
+            "listen": self.engine.listen_mode,
+            "input_received": self.engine.listener.received,
+            "input_coalesced": self.engine.listener.coalesced,
+            "input_encoded": self.engine.listener.encoded,
+            "last_encode_ms": round(self.engine.listener.last_encode_ms, 3),
+            "captured_anchors": [a.name for a in self.performance.captured],
         }
 
     def write_status(self) -> None:
@@ -357,6 +368,12 @@ class Box:
 
     def on_reload(self) -> None:
         self.request_reload("OSC /reload")
+
+    def on_input(self, grain: np.ndarray) -> None:
+        self.engine.offer_input(grain)
+
+    def on_listen(self, mode: int) -> None:
+        self.performance.set_listen(LISTEN_MODES[mode])
 
 
 def run_box(config: Config) -> int:

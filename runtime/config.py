@@ -31,7 +31,8 @@ POT_ACTIONS = tuple(f"axis{i}" for i in range(1, MIN_AXES + 1)) + (
     "none",
 )
 ENCODER_ACTIONS = ("anchor", "preset", "none")
-BUTTON_ACTIONS = ("freeze", "save_preset", "recall_preset", "none")
+BUTTON_ACTIONS = ("freeze", "save_preset", "recall_preset", "listen", "none")
+LISTEN_MODES = ("off", "follow", "capture")  # the audio input: runtime/listen.py
 CONTROL_KINDS = ("box", "virtual", "none")
 
 
@@ -65,6 +66,9 @@ class Config:
     encoder: str = "anchor"
     button_press: str = "freeze"
     button_long_press: str = "save_preset"
+    listen: str = "off"  # the input's mode at start; a button mapped to "listen" steps through them
+    listen_smoothing: float = 0.5
+    capture_grains: int = 8
 
     @property
     def status_path(self) -> Path:
@@ -73,6 +77,10 @@ class Config:
     @property
     def presets_dir(self) -> Path:
         return self.state_dir / "presets"
+
+    @property
+    def anchors_dir(self) -> Path:
+        return self.state_dir / "anchors"
 
 
 # ------------------------------------------------------------------------------------------ validators
@@ -149,6 +157,11 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
         "encoder_a": ("encoder_a", _GPIO),
         "encoder_b": ("encoder_b", _GPIO),
         "encoder_button": ("encoder_button", _GPIO),
+    },
+    "listen": {
+        "mode": ("listen", _one_of(LISTEN_MODES)),
+        "smoothing": ("listen_smoothing", _number(0, 1, low_open=True)),
+        "capture_grains": ("capture_grains", _integer(1, SLOTS.high)),
     },
     "mapping": {
         **{f"pot{i}": (f"pot{i}", _one_of(POT_ACTIONS)) for i in range(1, KNOB_COUNT + 1)},
@@ -253,6 +266,7 @@ def _apply_overrides(config: Config, args: argparse.Namespace | None) -> Config:
         ("osc_port", "listen_port", _PORT),
         ("pd_port", "pd_port", _PORT),
         ("controls", "controls", _one_of(CONTROL_KINDS)),
+        ("listen", "listen", _one_of(LISTEN_MODES)),
     ):
         value = getattr(args, option, None)
         if value is None:

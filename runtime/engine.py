@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from runtime.artifact import Model
+from runtime.listen import InputFollower
 from runtime.presets import ControlState
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,30 @@ class Layout:
         return cls(axes, spray)
 
 
-def latent_points(
-    model: Model, state: ControlState, layout: Layout, spray_dirs: Tensor, spray_max: float
-) -> Tensor:
-    """The N latent points [N, Z] for a control state: the point itself, then the spray cloud around it."""
-    point = model.anchors[state.anchor % model.num_anchors].clone()
+def anchor_point(model: Model, anchor: int, captured: Sequence[Tensor] = ()) -> Tensor:
+    """Anchor `anchor` of the model's own, then of the anchors captured from the input, in one list."""
+    index = anchor % (model.num_anchors + len(captured))
+    point = model.anchors[index] if index < model.num_anchors else captured[index - model.num_anchors]
+    return point.clone()
+
+
+def knob_offset(model: Model, state: ControlState, layout: Layout) -> Tensor:
+    """Where the axis knobs move a point: each sweeps the centre +-2 spreads along its axis."""
+    offset = torch.zeros(model.latent_dim)
     for knob, axis in layout.axis_knobs:
         if axis < model.num_axes:
-            point += (2 * state.knobs[knob] - 1) * 2 * model.scales[axis] * model.axes[axis]
+            offset += (2 * state.knobs[knob] - 1) * 2 * model.scales[axis] * model.axes[axis]
+    return offset
+
+
+def latent_points(
+    model: Model, state: ControlState, layout: Layout, spray_dirs: Tensor, spray_max: float,
+    base: Tensor | None = None, captured: Sequence[Tensor] = (),
+) -> Tensor:
+    """The N latent points [N, Z] for a control state: the point itself, then the spray cloud around it.
+    `base` (the input's point, when following it) takes the anchor's place."""
+    point = (anchor_point(model, state.anchor, captured) if base is None else base.clone())
+    point += knob_offset(model, state, layout)
     spray = state.knobs[layout.spray_knob] * spray_max if layout.spray_knob is not None else 0.0
     # spray_dirs are standard normal in axis units; scaling by the spreads keeps the cloud in the
     # region the model was trained on, whatever its latent size.
@@ -107,6 +124,12 @@ class Engine:
         self._sent_model: Model | None = None
         self._last_grains: np.ndarray | None = None
         self.last_points: Tensor | None = None  # [N, Z] latent points of the grains last sent; row 0 = point
+        # listening: the input's follower, the mode, the anchors captured from it, the slots of a capture
+        self.listener = InputFollower()
+        self.listen_mode = "off"
+        self.captured_anchors: list[Tensor] = []
+        self.capture_slots: list[Tensor] = []  # while capturing: slot k plays these points
+        self._input_pending = False
         self._thread = threading.Thread(target=self._work, name="decode", daemon=True)
         # figures for status.json and the benchmarks
         self.requests = 0
@@ -159,7 +182,34 @@ class Engine:
             self._model = model
             self._spray_dirs = spray_directions(model, self.slots, self.seed)
             self._latest.anchor %= model.num_anchors
+            self.listener.forget()
+            self.capture_slots = []
             self._submit(self._latest.copy())
+
+    def offer_input(self, grain: np.ndarray) -> None:
+        """An input grain from Pd: kept as the newest (replacing one not yet encoded); followed only in
+        follow mode, where the decode thread encodes it next."""
+        self.listener.offer(grain)
+        with self._cond:
+            if self.listen_mode == "follow" and not self._frozen:
+                self._input_pending = True
+                self._cond.notify()
+
+    def set_listen_mode(self, mode: str, capture_grains: int = 8) -> Tensor | None:
+        """Off, follow or capture. Capture freezes the last grains heard into the slots and returns their
+        mean, the point to keep as an anchor (None if nothing was heard yet)."""
+        with self._cond:
+            self.listen_mode = mode
+            self.capture_slots = []
+            captured = None
+            if mode == "capture":
+                heard = list(self.listener.recent)[-capture_grains:]
+                if heard:
+                    self.capture_slots = heard[::-1]  # newest in slot 0
+                    captured = torch.stack(heard).mean(0)
+            self._input_pending = False
+            self._submit(self._latest.copy())
+            return captured
 
     def _submit(self, state: ControlState) -> None:  # with self._cond held
         self.requests += 1
@@ -176,18 +226,46 @@ class Engine:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._resend and not self._closing:
+                while (self._pending is None and not self._resend and not self._input_pending
+                       and not self._closing):
                     self._cond.wait()
                 if self._closing:
                     return
-                state, resend = self._pending, self._resend
-                self._pending, self._resend = None, False
+                state, resend, heard = self._pending, self._resend, self._input_pending
+                self._pending, self._resend, self._input_pending = None, False, False
                 model, spray_dirs = self._model, self._spray_dirs
+                if heard and state is None:
+                    state = self._latest.copy()  # the input moved the point: decode where it is now
             try:
+                if heard:
+                    self._encode_input(model)
                 self._serve(model, spray_dirs, state, resend)
             except Exception:  # one bad decode or send must not end the box's only decode thread
                 self.errors += state is not None
                 log.exception("decoding or sending grains failed; the slots keep their last grains")
+
+    def _encode_input(self, model: Model) -> None:
+        grain = self.listener.take()
+        if grain is None or grain.shape != (model.grain_size,):
+            return  # a grain of the previous model's size, taken before the swap: not a place in this one
+        start = time.perf_counter()
+        mean, _ = model.encode(torch.from_numpy(grain)[None])
+        self.listener.last_encode_ms = (time.perf_counter() - start) * 1e3
+        if torch.isfinite(mean).all():
+            self.listener.update(mean[0])
+
+    def _points(self, model: Model, state: ControlState, spray_dirs: Tensor) -> Tensor:
+        """The slots' latent points for the listening mode in force."""
+        if self.listen_mode == "follow" and self.listener.point is not None:
+            return latent_points(model, state, self.layout, spray_dirs, self.spray_max,
+                                 base=self.listener.point)
+        z = latent_points(model, state, self.layout, spray_dirs, self.spray_max,
+                          captured=self.captured_anchors)
+        if self.listen_mode == "capture" and self.capture_slots:
+            offset = knob_offset(model, state, self.layout)
+            for k, point in enumerate(self.capture_slots[: len(z)]):
+                z[k] = point + offset
+        return z
 
     def _serve(self, model: Model, spray_dirs: Tensor, state: ControlState | None, resend: bool) -> None:
         if resend or model is not self._sent_model:
@@ -200,7 +278,7 @@ class Engine:
         if state is None:
             return
         start = time.perf_counter()
-        z = latent_points(model, state, self.layout, spray_dirs, self.spray_max)
+        z = self._points(model, state, spray_dirs)
         # Slot 0, the point itself, is decoded and sent on its own before the spray cloud: the grain that
         # answers a knob move reaches Pd after one batch-1 decode instead of the whole batch (on this
         # machine about half the time; on a Pi core the difference is milliseconds).

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from runtime.artifact import Model
-from runtime.contract import KNOB_COUNT
+from runtime.contract import GRAIN_SIZE, KNOB_COUNT
 from runtime.liblo_binding import liblo
 from runtime.osc_socket import Dropped, OscSocket, parse
 
@@ -32,7 +32,8 @@ LOGGED_DROPS = 10  # log the first few drops in full, then one line per DROP_LOG
 DROP_LOG_EVERY = 1000
 PD_SAYS = ("/hello", "/ack", "/pong", "/model_ok")  # what only Pd sends: proof that Pd is alive
 RECENT_SUMS = 64  # /acks lag the sends by a few grains while a knob sweeps
-MAX_INCOMING = 256  # bytes: the longest message Pd sends the runtime is 20 (/ack slot checksum)
+MAX_INCOMING = 256  # bytes: the longest message Pd sends the runtime but /input is 20 (/ack slot checksum)
+INPUT_BURST = 4  # /input: up to this many grains at once, and on average at most twice the grain rate
 HELLO_EVERY_S = 0.5  # at most two full resends a second, however many /hello arrive
 RECEIVE_POLL_S = 0.2  # how soon the receive thread notices close()
 
@@ -50,6 +51,14 @@ class LinkHandlers(Protocol):
     def on_note(self, pitch: int, velocity: int) -> None: ...
     def on_pong(self, ping_id: int) -> None: ...
     def on_reload(self) -> None: ...
+    def on_input(self, grain: np.ndarray) -> None: ...
+    def on_listen(self, mode: int) -> None: ...
+
+
+def input_bytes(grain_size: int) -> int:
+    """The length of one /input datagram: address, type tags (i, then a float per sample), arguments."""
+    tags = 1 + 1 + grain_size + 1  # ",i" + f * G + NUL
+    return 8 + (tags + 3) // 4 * 4 + 4 + 4 * grain_size
 
 
 class Malformed(Exception):
@@ -118,13 +127,16 @@ class Link:
         self.handlers = handlers
         self.pd_port = pd_port
         try:
-            self.socket = OscSocket(HOST, listen_port, MAX_INCOMING)
+            self.socket = OscSocket(HOST, listen_port, input_bytes(GRAIN_SIZE.high))
         except OSError as e:
             raise LinkError(
                 f"cannot listen for OSC on {HOST}:{listen_port} (UDP): {e.strerror or e}; is another "
                 f"runtime running? (stop it, or use --osc-port)"
             ) from None
         self.port = self.socket.port
+        self.socket.max_datagram = MAX_INCOMING  # until a /model says how long an /input may be
+        self._input_tokens = float(INPUT_BURST)
+        self._input_refilled = time.monotonic()
         self._send_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
@@ -150,6 +162,8 @@ class Link:
             "/pong": ("i", self._pong),
             "/reload": ("", self._reload),
             "/model_ok": ("ffff", self._model_ok),
+            "/input": ("", self._input),  # types checked against the grain size in force
+            "/listen": ("i", self._listen),
         }
 
     def start(self) -> None:
@@ -167,6 +181,7 @@ class Link:
     def send_model(self, model: Model, slots: int) -> None:
         values = (model.sample_rate, model.grain_size, model.latent_dim, slots)
         self.model_sent = values
+        self.socket.max_datagram = max(MAX_INCOMING, input_bytes(model.grain_size))
         self.model_accepted = None  # until Pd answers this one
         self._send(liblo.Message("/model", *values))
 
@@ -229,6 +244,8 @@ class Link:
             if route is None:
                 raise Dropped("unknown_address", "unknown address")
             expected, handle = route
+            if path == "/input":
+                expected = self._input_types()
             if types != expected:
                 raise Dropped("type_tags", f"type tags ',{types}', expected ',{expected}'")
             try:
@@ -275,6 +292,32 @@ class Link:
 
     def _reload(self) -> None:
         self.handlers.on_reload()
+
+    def _input_types(self) -> str:
+        if self.model_sent is None:
+            raise Dropped("value", "/input before any /model: the grain size is not known yet")
+        return "i" + "f" * self.model_sent[1]
+
+    def _input(self, seq: int, *samples: float) -> None:
+        """One grain of the box's audio input, at the model's rate and size (the types said so)."""
+        assert self.model_sent is not None
+        sample_rate, grain_size = self.model_sent[0], self.model_sent[1]
+        now = time.monotonic()
+        # a token bucket at twice the grain rate: Pd sends one per grain; a flood is dropped, not queued
+        rate = 2.0 * sample_rate / grain_size
+        self._input_tokens = min(INPUT_BURST, self._input_tokens + (now - self._input_refilled) * rate)
+        self._input_refilled = now
+        if self._input_tokens < 1:
+            raise Dropped("input_rate", f"/input faster than twice the grain rate ({rate:.0f}/s)")
+        grain = np.asarray(samples, dtype=np.float32)
+        if not np.isfinite(grain).all():
+            raise Malformed("/input holds NaN or inf")
+        self._input_tokens -= 1
+        self.handlers.on_input(grain)
+
+    def _listen(self, mode: int) -> None:
+        _in_range("listen mode", mode, 0, 2)
+        self.handlers.on_listen(mode)
 
     def _model_ok(self, sample_rate: float, grain_size: float, latent_dim: float, slots: float) -> None:
         _finite(sample_rate, grain_size, latent_dim, slots)

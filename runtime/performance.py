@@ -13,8 +13,9 @@ import threading
 from typing import Protocol
 
 from runtime.artifact import Model
-from runtime.config import Config
+from runtime.config import LISTEN_MODES, Config
 from runtime.engine import Engine
+from runtime.listen import AnchorStore, CapturedAnchor
 from runtime.params import PARAMS
 from runtime.presets import ControlState, PresetError, PresetStore
 
@@ -45,15 +46,31 @@ class Performance:
     """Turns gestures into engine requests and /param messages. Thread-safe: gestures come from the knob
     poller, gpiozero's pin threads and the OSC thread at once."""
 
-    def __init__(self, config: Config, engine: Engine, pd: ParamSender, presets: PresetStore) -> None:
+    def __init__(self, config: Config, engine: Engine, pd: ParamSender, presets: PresetStore,
+                 anchors: AnchorStore | None = None) -> None:
         self.config = config
         self.engine = engine
         self.pd = pd
         self.presets = presets
+        self.anchors = anchors
         self.state = initial_state(config)
         self._lock = threading.RLock()
         self._preset_cursor = -1
         self.transpose_from_note: float | None = None
+        self.captured: list[CapturedAnchor] = []  # anchors captured from the input, for this model
+        self.model_changed(engine.model)
+        if config.listen != "off":
+            self.set_listen(config.listen)
+
+    @property
+    def sounds(self) -> int:
+        """The encoder's list: the model's anchors, then those captured from the input."""
+        return self.engine.model.num_anchors + len(self.captured)
+
+    def sound_name(self, index: int) -> str:
+        model = self.engine.model
+        return model.anchor_names[index] if index < model.num_anchors else self.captured[
+            index - model.num_anchors].name
 
     # ------------------------------------------------------------------------------------ the gestures
 
@@ -69,10 +86,8 @@ class Performance:
     def encoder(self, steps: int) -> None:
         with self._lock:
             if self.config.encoder == "anchor":
-                self.state.anchor = (self.state.anchor + steps) % self.engine.model.num_anchors
-                log.info(
-                    "sound %d: %s", self.state.anchor + 1, self.engine.model.anchor_names[self.state.anchor]
-                )
+                self.state.anchor = (self.state.anchor + steps) % self.sounds
+                log.info("sound %d: %s", self.state.anchor + 1, self.sound_name(self.state.anchor))
                 self.engine.request(self.state)
             elif self.config.encoder == "preset":
                 names = self.presets.names()
@@ -95,9 +110,14 @@ class Performance:
         self.pd.send_trigger()
 
     def model_changed(self, model: Model) -> None:
-        """A reload may bring fewer anchors: keep the sound index within the new model's."""
+        """A reload may bring fewer anchors, and the captured ones belong to the model they were heard
+        with: keep the sound index within what this model has."""
         with self._lock:
-            self.state.anchor %= model.num_anchors
+            self.captured = self.anchors.load(model.sha256, model.latent_dim) if self.anchors else []
+            for skipped in self.anchors.skipped if self.anchors else []:
+                log.warning("captured anchor skipped: %s", skipped)
+            self.engine.captured_anchors = [a.latent for a in self.captured]
+            self.state.anchor %= self.sounds
 
     # ---------------------------------------------------------------------------------------- actions
 
@@ -106,12 +126,35 @@ class Performance:
             self.set_freeze(not self.state.freeze)
         elif action == "save_preset":
             self.save()
+        elif action == "listen":
+            mode = LISTEN_MODES[(LISTEN_MODES.index(self.engine.listen_mode) + 1) % len(LISTEN_MODES)]
+            self.set_listen(mode)
         elif action == "recall_preset":
             latest = self.presets.latest()
             if latest is None:
                 log.info("no preset saved yet: long-press to save one")
             else:
                 self.recall(latest)
+
+    def set_listen(self, mode: str) -> None:
+        """Off, follow or capture (runtime/listen.py). Pd sends its input only while the mode is on."""
+        with self._lock:
+            captured = self.engine.set_listen_mode(mode, self.config.capture_grains)
+            self.pd.send_param("listen", float(LISTEN_MODES.index(mode)))
+            if mode == "capture" and captured is None:
+                log.info("capture: nothing heard yet; follow the input first, then capture")
+            elif mode == "capture" and captured is not None and self.anchors is not None:
+                try:
+                    anchor = self.anchors.save(captured, self.engine.model.sha256)
+                except (OSError, ValueError) as e:
+                    log.error("capture: saving the anchor failed: %s; the slots hold it until changed", e)
+                else:
+                    self.captured.append(anchor)
+                    self.engine.captured_anchors = [a.latent for a in self.captured]
+                    self.state.anchor = self.sounds - 1  # off again plays the captured sound
+                    log.info("captured %s: sound %d", anchor.name, self.state.anchor + 1)
+            self.engine.request(self.state)
+            log.info("listen: %s", mode)
 
     def set_freeze(self, frozen: bool) -> None:
         with self._lock:
@@ -137,7 +180,7 @@ class Performance:
             log.error("%s", e)
             return False
         with self._lock:
-            state.anchor %= self.engine.model.num_anchors
+            state.anchor %= self.sounds
             self.state = state
             self.send_params()
             self.engine.set_frozen(False)
@@ -155,3 +198,4 @@ class Performance:
             if self.transpose_from_note is not None and "transpose" not in self.config.pots:
                 self.pd.send_param("transpose", self.transpose_from_note)
             self.pd.send_param("freeze", 1.0 if self.state.freeze else 0.0)
+            self.pd.send_param("listen", float(LISTEN_MODES.index(self.engine.listen_mode)))

@@ -76,7 +76,7 @@ def test_every_name_is_local_or_on_the_documented_bus(name: str) -> None:
 
 def test_the_bus_is_documented_and_main_hears_all_of_it() -> None:
     bus = pd_lint.documented_bus(REPO / "docs" / "osc.md")
-    assert {"gb_ports", "gb_record_dir", "gb_osc_bytes", "gb_note_in", "gb_knob"} <= bus
+    assert {"gb_ports", "gb_record_dir", "gb_osc_bytes", "gb_note_in", "gb_knob", "gb_listen"} <= bus
     received = {n for _, n in pd_lint.named(pd_lint.parse(PD_DIR / "main.pd")) if n.startswith("gb_")}
     assert received == bus
 

@@ -37,13 +37,13 @@ def test_hello_resends_model_every_slot_and_every_parameter(rig: tuple[Box, OscP
     peer.clear()
     peer.send("/hello")
     wait_until(
-        lambda: len(peer.of("/grain")) == 8 and ["freeze", 0.0] in peer.of("/param"), what="the resend"
+        lambda: len(peer.of("/grain")) == 8 and ["listen", 0.0] in peer.of("/param"), what="the resend"
     )
     assert peer.of("/model") == [[22050, 1024, 16, 8]]
     assert [g[0] for g in peer.of("/grain")] == list(range(8))
     assert np.array_equal(np.array(peer.of("/grain")), before), "the same grains, not a new decode"
     params = dict(peer.of("/param"))
-    defaults = {"density": 20.0, "duration": 80.0, "transpose": 0.0, "freeze": 0.0}
+    defaults = {"density": 20.0, "duration": 80.0, "transpose": 0.0, "freeze": 0.0, "listen": 0.0}
     assert params == pytest.approx(defaults, rel=1e-4)
     assert box.engine.decodes == 1 and box.hellos == 1
 

@@ -103,7 +103,7 @@ def test_random_bytes_truncated_oversize_and_non_utf8_datagrams_are_counted_by_r
     sent = {
         "not_osc": [b"", b"hello world!", b"\x00\x01\x02\x03garbage!"],
         "truncated": [knob[:-4], knob[:-1]],
-        "oversize": [b"/knob\0\0\0,if\0" + bytes(4000)],
+        "oversize": [b"/knob\0\0\0,if\0" + bytes(60000)],
         # an address, and a string (where numbers belong), that are not UTF-8
         "not_utf8": [b"/kn\xffob\0\0" + knob[8:], b"/knob\0\0\0,s\0\0\xff\xfe\0\0"],
         "type_tags": [osc_bytes("/knob", "ii", 0, 1)],

@@ -68,7 +68,8 @@ class RuntimeProcess:
     """`python -m runtime run` (controls none unless asked) in a subprocess, logging to a file."""
 
     def __init__(
-        self, tmp_path: Path, model: Path, pd_port: int | None = None, controls: str = "none"
+        self, tmp_path: Path, model: Path, pd_port: int | None = None, controls: str = "none",
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.port = free_udp_port()
         self.pd_port = pd_port or free_udp_port()
@@ -79,7 +80,7 @@ class RuntimeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtime", "run", "--model", str(model), "--state-dir",
              str(self.state_dir), "--controls", controls, "--osc-port", str(self.port),
-             "--pd-port", str(self.pd_port)],
+             "--pd-port", str(self.pd_port), *extra],
             cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
