@@ -65,9 +65,9 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-DEMO_SECONDS ?= 20
+DEMO_SECONDS ?= 24
 
-# The main job: about 20 s of the instrument played by a script through the real runtime and headless Pd,
+# The main job: about 24 s of the instrument played by a script through the real runtime and headless Pd,
 # with the factory model -> out/demo.wav (played live when there is a sound card) and out/demo.png.
 demo: setup
 	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m desktop demo

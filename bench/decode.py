@@ -3,6 +3,7 @@
     python -m bench.decode [MODEL ...] [--seconds 3]      (default MODEL: models/factory.ts)
 
 Prints µs per grain at batch 1 (one knob move, one slot) and batch 8 (a knob move refreshes 8 slots),
+the encoder's cost per input grain at batch 1 (what listening adds for every /input, runtime/listen.py),
 the real-time factor (seconds of grain audio decoded per second of decode work), and the bar: one grain
 at batch 1 in under 0.3 ms on one core of the workstation (a Raspberry Pi 4 core is several times slower;
 docs/box.md has the Pi's budget). Several models are timed one after the other in the same run, so a
@@ -54,6 +55,27 @@ def time_decode(model, batch: int, seconds: float) -> float:
     return statistics.median(blocks)
 
 
+# sysbench cpu --threads=1, this machine's VM against a Pi (docs/box.md): operator overhead scales with it
+PI_SLOWER = {"Pi 4 (Cortex-A72)": 2.4, "Pi 5 (Cortex-A76)": 1.3}
+
+
+def time_encode(model, seconds: float) -> float:
+    """Median seconds per encode call of one grain (a 440 Hz tone at -20 dBFS RMS, the model's rate)."""
+    t = torch.arange(model.grain_size) / model.sample_rate
+    x = (0.14 * torch.sin(2 * torch.pi * 440 * t))[None]
+    with torch.inference_mode():
+        for _ in range(20):
+            model.module.encode(x)
+        blocks = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(blocks) < 5:
+            t0 = time.perf_counter()
+            for _ in range(50):
+                model.module.encode(x)
+            blocks.append((time.perf_counter() - t0) / 50)
+    return statistics.median(blocks)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -94,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
             per_grain_ms[path][batch] = per_grain * 1e3
             rtf = model.grain_seconds / per_grain
             print(f"{batch:>5}  {call * 1e6:>11.1f}  {per_grain * 1e6:>12.1f}  {rtf:>15.0f}x")
+        encode = time_encode(model, args.seconds)
+        decode_1 = per_grain_ms[path][1] / 1e3
+        both = encode + decode_1
+        print(f"encode  {encode * 1e6:>11.1f} µs per input grain at batch 1 ({encode / decode_1:.1f}x a "
+              f"batch-1 decode, same run); listening costs encode + decode per grain: "
+              f"{100 * both / model.grain_seconds:.1f} % of one core here")
+        for pi, slower in PI_SLOWER.items():
+            share = 100 * both * slower / model.grain_seconds
+            print(f"        {pi} estimate (sysbench {slower}x slower, not measured): encode "
+                  f"{encode * slower * 1e3:.2f} ms, encode + decode {both * slower * 1e3:.2f} ms per grain, "
+                  f"{share:.1f} % of one core")
     judged = per_grain_ms[args.models[0]]
     for other in args.models[1:]:
         ratios = ", ".join(f"batch {b}: {judged[b] / per_grain_ms[other][b]:.2f}x" for b in BATCHES)

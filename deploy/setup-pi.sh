@@ -58,6 +58,9 @@ options:
                         "card N:" in aplay -l (default: the first USB card, else the first non-HDMI one;
                         an existing /etc/grainbox/audio.env is kept unless this is given)
   --audio-device PCM    the full ALSA device instead (default hw:CARD=ID,DEV=0)
+  --audio-input PCM     the ALSA capture device Pd listens to (a microphone or line input; e.g.
+                        hw:CARD=Device,DEV=0, often the same card), or none (default: none, Pd opens no
+                        input; docs/osc.md /input)
   --sample-rate HZ      Pd's sample rate (default 48000)
   --audio-buffer MS     Pd's audio buffer in ms (default 20)
   --factory-model FILE  the model the box starts with (default models/factory.ts in this repository)
@@ -77,7 +80,7 @@ fail_usage() { echo "setup-pi.sh: $*" >&2; echo "try: deploy/setup-pi.sh --help"
 die() { echo "setup-pi.sh: $*" >&2; exit 1; }
 
 # ---- options ---------------------------------------------------------------------------------------
-ROOT="" DRY_RUN=0 AUDIO_CARD="" AUDIO_DEVICE="" SAMPLE_RATE=48000 AUDIO_BUFFER_MS=20
+ROOT="" DRY_RUN=0 AUDIO_CARD="" AUDIO_DEVICE="" AUDIO_INPUT="" SAMPLE_RATE=48000 AUDIO_BUFFER_MS=20
 FACTORY="" ADMIN=${SUDO_USER:-} TARGET=""
 SSH_ARGS=(-o BatchMode=yes -o ConnectTimeout=8)
 FORWARD=()   # the options a remote run passes on to the script on the Pi
@@ -87,6 +90,7 @@ while (($#)); do
         --dry-run) DRY_RUN=1; FORWARD+=("$1") ;;
         --audio-card) AUDIO_CARD=${2:?--audio-card needs an ALSA card id}; FORWARD+=("$1" "$2"); shift ;;
         --audio-device) AUDIO_DEVICE=${2:?--audio-device needs an ALSA device}; FORWARD+=("$1" "$2"); shift ;;
+        --audio-input) AUDIO_INPUT=${2:?--audio-input needs an ALSA device or none}; FORWARD+=("$1" "$2"); shift ;;
         --sample-rate) SAMPLE_RATE=${2:?--sample-rate needs Hz}; FORWARD+=("$1" "$2"); shift ;;
         --audio-buffer) AUDIO_BUFFER_MS=${2:?--audio-buffer needs ms}; FORWARD+=("$1" "$2"); shift ;;
         --factory-model) FACTORY=${2:?--factory-model needs a file}; shift ;;
@@ -102,6 +106,8 @@ while (($#)); do
     esac
     shift
 done
+[[ -z $AUDIO_INPUT || $AUDIO_INPUT =~ ^[A-Za-z0-9:=,_.-]+$ ]] \
+    || fail_usage "--audio-input must be an ALSA device name such as hw:CARD=Device,DEV=0, or none"
 [[ $SAMPLE_RATE =~ ^[0-9]+$ ]] || fail_usage "--sample-rate must be a whole number of Hz, e.g. 48000"
 [[ $AUDIO_BUFFER_MS =~ ^[0-9]+$ ]] || fail_usage "--audio-buffer must be a whole number of ms, e.g. 20"
 [[ -z $AUDIO_CARD || $AUDIO_CARD =~ ^[A-Za-z0-9_-]+$ ]] ||
@@ -461,7 +467,17 @@ write_config() {
 GRAINBOX_ALSA_DEVICE=$ALSA_DEVICE
 GRAINBOX_SAMPLE_RATE=$SAMPLE_RATE
 GRAINBOX_AUDIO_BUFFER_MS=$AUDIO_BUFFER_MS
+# The audio input Pd listens to (the LISTEN panel, box.toml [listen]): empty = none. Change it with
+# sudo deploy/setup-pi.sh --audio-input hw:CARD=ID,DEV=0 (or none); the level is inputgain in the patch.
+GRAINBOX_PD_INPUT="$(pd_input_flags)"
 EOF
+}
+
+# Pd's flags for the audio input: after the unit's -noadc, these open the capture device instead.
+pd_input_flags() {
+    if [[ -n $AUDIO_INPUT && $AUDIO_INPUT != none ]]; then
+        echo "-alsaadd $AUDIO_INPUT -audioaddindev $AUDIO_INPUT -inchannels 2"
+    fi
 }
 
 # ALSA_DEVICE: the device audio.env will name, chosen (or refused) before anything is written; empty when
@@ -469,7 +485,12 @@ EOF
 ALSA_DEVICE=""
 choose_audio_device() {
     local cards
-    if [[ -f $ETC/audio.env && -z $AUDIO_CARD && -z $AUDIO_DEVICE ]]; then return; fi
+    if [[ -f $ETC/audio.env && -z $AUDIO_CARD && -z $AUDIO_DEVICE ]]; then
+        [[ -z $AUDIO_INPUT ]] && return
+        # only the input changes: keep the output card audio.env already names
+        ALSA_DEVICE=$(sed -n 's/^GRAINBOX_ALSA_DEVICE=//p' "$ETC/audio.env" | head -1)
+        [[ -n $ALSA_DEVICE ]] && return
+    fi
     cards=$(list_cards | tr '\n' ' ')
     if [[ -n $AUDIO_DEVICE ]]; then
         ALSA_DEVICE=$AUDIO_DEVICE

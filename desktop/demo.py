@@ -14,7 +14,7 @@ What it does, in order:
 `--gui` opens the Pd window instead and lets you play the virtual knobs (the runtime listens for /knob):
 no script; it records until you close Pd or press Ctrl-C. That is `make play`.
 
-The length is --seconds, else the DEMO_SECONDS environment variable, else 20. Ctrl-C or SIGTERM ends the
+The length is --seconds, else the DEMO_SECONDS environment variable, else 24. Ctrl-C or SIGTERM ends the
 performance early and still cleans up: a second one stops at once. Whatever way it ends, the Pd process
 group it started is terminated (then killed) before it exits.
 """
@@ -34,9 +34,12 @@ import subprocess
 import sys
 import threading
 import time
+import wave
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+
+import numpy as np
 
 from desktop.performer import GestureLog, Performer
 from runtime.box import Box
@@ -47,7 +50,7 @@ from runtime.liblo_binding import liblo
 from runtime.osc_socket import OscSocket
 
 PD_DIR = REPO / "pd"
-DEFAULT_SECONDS = 20.0
+DEFAULT_SECONDS = 24.0
 SAMPLE_RATE = 44100
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 30.0  # Pd's start on a loaded machine, plus its 2 s /hello period
@@ -150,13 +153,42 @@ def pd_escape(text: str) -> str:
     return "".join("\\" + c if c in " ,;$" else c for c in text)
 
 
-def wrapper_patch(pd_port: int, runtime_port: int, record_dir: Path) -> str:
+def write_phrase(path: Path, seconds: float = 3.0) -> Path:
+    """The demo's input: a phrase the project renders itself (no recording ships): four notes, each
+    turning from a dark tone (soft harmonics) into a bright, breathy one (a sawtooth with noise), the way a
+    voice opens from "oo" to "ah". Played in a loop into main.pd's inlet, where the box has its input."""
+    t = np.arange(int(SAMPLE_RATE * seconds / 4)) / SAMPLE_RATE
+    rng = np.random.default_rng(0)
+    notes = []
+    for f0 in (110.0, 147.0, 131.0, 98.0):
+        opening = np.clip(t / t[-1] * 1.5 - 0.25, 0, 1)  # dark for the first part, then bright
+        dark = sum(np.sin(2 * np.pi * f0 * k * t) / k**2 for k in range(1, 5))
+        bright = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, int(8000 / f0)))
+        x = (1 - opening) * dark + opening * (bright + 0.3 * rng.standard_normal(len(t)))
+        fade = np.minimum(1, np.minimum(t, t[-1] - t) / 0.01)
+        notes.append(0.1 * fade * x / np.sqrt(np.mean(x**2)))
+    pcm = (np.clip(np.concatenate(notes), -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:  # 16-bit PCM: the standard library writes it, [readsf~] reads it
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+def wrapper_patch(pd_port: int, runtime_port: int, record_dir: Path, phrase: Path | None = None) -> str:
     """A patch holding main.pd as [main pd_port runtime_port] (headless Pd with chosen ports) that names
-    the recordings folder on load: OSC /record only picks a file name in it."""
-    return (f"#N canvas 0 0 300 100 12;\n#X obj 20 20 main {pd_port} {runtime_port};\n"
-            "#X obj 20 50 loadbang;\n"
-            f"#X msg 20 80 \\; gb_record_dir {pd_escape(str(record_dir))};\n"
-            "#X connect 1 0 2 0;\n")
+    the recordings folder on load (OSC /record only picks a file name in it), and plays `phrase` in a
+    loop into main's inlet, the audio input the runtime listens to when asked."""
+    patch = (f"#N canvas 0 0 300 100 12;\n#X obj 20 20 main {pd_port} {runtime_port};\n"
+             "#X obj 20 50 loadbang;\n"
+             f"#X msg 20 80 \\; gb_record_dir {pd_escape(str(record_dir))};\n"
+             "#X connect 1 0 2 0;\n")
+    if phrase is not None:
+        patch += (f"#X msg 150 50 open {pd_escape(str(phrase))} \\, 1;\n"  # 3
+                  "#X obj 150 80 readsf~;\n"  # 4: its right outlet bangs at the end: again
+                  "#X connect 1 0 3 0;\n#X connect 3 0 4 0;\n#X connect 4 0 0 0;\n#X connect 4 1 3 0;\n")
+    return patch
 
 
 def pd_command(pd: str, options: Options, audio: bool, pd_port: int, runtime_port: int) -> list[str]:
@@ -166,7 +198,8 @@ def pd_command(pd: str, options: Options, audio: bool, pd_port: int, runtime_por
         return [*common, "-open", str(PD_DIR / "main.pd"), "-send", f"gb_ports {pd_port} {runtime_port}",
                 "-send", f"gb_record_dir {pd_escape(str(options.wav.parent.resolve()))}"]
     patch = options.work / "demo.pd"
-    patch.write_text(wrapper_patch(pd_port, runtime_port, options.wav.parent.resolve()))
+    phrase = write_phrase(options.work / "phrase.wav")
+    patch.write_text(wrapper_patch(pd_port, runtime_port, options.wav.parent.resolve(), phrase))
     return [*common, "-nogui", "-open", str(patch)]
 
 
@@ -320,6 +353,7 @@ def run(options: Options, stop: StopRequest) -> int:
         listen_port=runtime_port,
         pd_port=pd_port,
         controls="none",
+        button_long_press="listen",  # the script's listening section: off -> follow -> capture -> off
     )
     box = Box(config)
     # The performer (or Pd's virtual knobs) replaces the knob box: gestures go through a log to the same
@@ -363,6 +397,10 @@ def run(options: Options, stop: StopRequest) -> int:
         if performer is not None:
             print(f"performing for {options.seconds:g} s: {', '.join(s.name for s in performer.sections)}")
             completed = performer.play(should_stop)
+            heard = box.status()
+            captured = ", ".join(heard["captured_anchors"]) or "nothing"
+            print(f"listening: {heard['input_encoded']} grains of the input phrase followed, captured "
+                  f"{captured}")
         else:
             print("playing: move the virtual knobs in the Pd window; close Pd or press Ctrl-C to finish")
             while not should_stop():

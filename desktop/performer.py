@@ -6,7 +6,7 @@ position, the encoder turned one detent at a time. It reads the script at the kn
 like a 10-bit MCP3008 pot, reports a knob only when it moved by at least one step, so the runtime sees
 exactly what real hands on real pots would give it, and the model, engine, OSC link and Pd do the rest.
 
-The script is written for NOMINAL_SECONDS (20 s) and stretched or squeezed to the length asked for:
+The script is written for NOMINAL_SECONDS (24 s) and stretched or squeezed to the length asked for:
 
     start            everything where the box starts: axes centred, density 20/s, duration 80 ms
     latent axis 1    axis1 swept 0.5 -> 0 -> 1 -> 0.5 (the model's first principal direction)
@@ -16,6 +16,8 @@ The script is written for NOMINAL_SECONDS (20 s) and stretched or squeezed to th
     duration         80 -> 400 -> 15 -> 80 ms
     pitch and spray  transpose 0 -> -12 -> +7 -> 0 semitones while the spray opens and closes
     home             three detents back to the first sound
+    listening        the button (long press: listen) follows the phrase Pd plays into its input, then
+                     captures it as a new sound, then plays that sound
 
 Every gesture is also written to a GestureLog with its time, so the plot and the tests can put the knob
 positions beside the recording on the same time axis.
@@ -33,7 +35,7 @@ from runtime.config import Config
 from runtime.controls import Controls, ControlSink
 from runtime.params import PARAMS
 
-NOMINAL_SECONDS = 20.0
+NOMINAL_SECONDS = 24.0
 KNOB_STEP = 1 / 1023  # an MCP3008 reads 10 bits: the smallest move a pot can report
 
 
@@ -93,6 +95,7 @@ SECTIONS = (
     Section("duration", 13.5, 15.5),
     Section("pitch and spray", 15.5, 19.0),
     Section("home", 19.0, 20.0),
+    Section("listening", 20.0, 24.0),
 )
 MOVES = (
     KnobMove("axis1", 0.8, 4.8, (0.5, 0.0, 1.0, 0.5)),
@@ -112,6 +115,9 @@ TURNS = (
     EncoderTurn(19.4, -1),
     EncoderTurn(19.6, -1),
 )
+# The button's long press, mapped to "listen" in the demo: follow the phrase Pd plays into its input,
+# then capture the last grains heard as a new sound, then off (playing that sound).
+LONG_PRESSES = (20.3, 23.0, 23.7)
 
 
 class GestureLog:
@@ -156,6 +162,9 @@ class GestureLog:
 
     def long_press(self) -> None:
         self.sink.long_press()
+        mode = getattr(getattr(self.sink, "engine", None), "listen_mode", None)
+        if mode is not None:  # the demo maps it to "listen": log the mode it switched to
+            self._note("listen", 0, float(("off", "follow", "capture").index(mode)))
 
     def note(self, pitch: int, velocity: int) -> None:
         self.sink.note(pitch, velocity)
@@ -223,6 +232,7 @@ class Performer(Controls):
         start = clock()
         sent: dict[int, float] = {}
         turns = sorted(TURNS, key=lambda turn: turn.at)
+        presses = list(LONG_PRESSES)
         while True:
             t = clock() - start
             for index, value in self.positions(t).items():
@@ -233,6 +243,9 @@ class Performer(Controls):
                 turn = turns.pop(0)
                 for _ in range(abs(turn.steps)):
                     self.sink.encoder(1 if turn.steps > 0 else -1)
+            while presses and presses[0] * self.scale <= t:
+                presses.pop(0)
+                self.sink.long_press()
             if t >= self.seconds:
                 return True
             if should_stop():

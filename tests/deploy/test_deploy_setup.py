@@ -190,6 +190,38 @@ def test_systemd_analyze_security_scores_the_units_safe_or_ok() -> None:
         assert float(found.group(1)) <= EXPOSURE_AT_MOST[unit.name], f"{unit.name}: {found.group(0)}"
 
 
+def pd_unit_argv(root: Path) -> list[str]:
+    """The Pd unit's ExecStart as systemd expands it with audio.env: ${VAR} is one word, $VAR is split
+    at spaces (and an empty one is no word at all)."""
+    env = {k: v.strip('"') for k, v in (line.split("=", 1) for line in
+           (root / "etc/grainbox/audio.env").read_text().splitlines() if line and not line.startswith("#"))}
+    exec_start = unit_settings(DEPLOY / "systemd" / "grainbox-pd.service")["ExecStart"][0]
+    argv: list[str] = []
+    for word in shlex.split(exec_start):
+        split = re.fullmatch(r"\$(\w+)", word)
+        argv += env.get(split.group(1), "").split() if split else [
+            re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], word)]
+    return argv
+
+
+def test_pd_unit_opens_the_audio_input_only_when_asked(
+        tmp_path: Path, repo_copy: Path, factory: Path) -> None:
+    root = fresh_root(tmp_path)
+    setup(root, "--audio-device", "null", "--factory-model", factory, script_dir=repo_copy)
+    argv = pd_unit_argv(root)
+    assert "-noadc" in argv and "-audioaddindev" not in argv
+    setup(root, "--audio-input", "hw:CARD=Device,DEV=0", "--factory-model", factory, script_dir=repo_copy)
+    argv = pd_unit_argv(root)
+    # -noadc first, then the input opened again after it: the later flags win in Pd
+    tail = argv[argv.index("-noadc") + 1:]
+    assert tail[:6] == ["-alsaadd", "hw:CARD=Device,DEV=0", "-audioaddindev", "hw:CARD=Device,DEV=0",
+                        "-inchannels", "2"]
+    assert "GRAINBOX_ALSA_DEVICE=null" in (root / "etc/grainbox/audio.env").read_text(), "output kept"
+    bad = subprocess.run(["bash", str(repo_copy / "deploy/setup-pi.sh"), "--root", str(root),
+                          "--audio-input", "hw:0; rm -rf /"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--audio-input must be an ALSA device name" in bad.stderr
+
+
 def test_pd_unit_command_line_opens_the_sound_card_by_name(
         tmp_path: Path, repo_copy: Path, factory: Path) -> None:
     """The real Pd runs the unit's ExecStart (with audio.env as setup-pi.sh writes it) on ALSA's "null"
@@ -197,10 +229,7 @@ def test_pd_unit_command_line_opens_the_sound_card_by_name(
     needs("pd")
     root = fresh_root(tmp_path)
     setup(root, "--audio-device", "null", "--factory-model", factory, script_dir=repo_copy)
-    env = dict(line.split("=", 1) for line in (root / "etc/grainbox/audio.env").read_text().splitlines()
-               if line and not line.startswith("#"))
-    exec_start = unit_settings(DEPLOY / "systemd" / "grainbox-pd.service")["ExecStart"][0]
-    argv = [re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], word) for word in shlex.split(exec_start)]
+    argv = pd_unit_argv(root)
     patch = tmp_path / "tone.pd"
     patch.write_text("#N canvas 0 0 450 300 12;\n#X obj 10 10 osc~ 440;\n#X obj 10 40 dac~;\n"
                      "#X connect 0 0 1 0;\n#X connect 0 0 1 1;\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -77,6 +78,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Path:
         kill_leftovers(str(out))
     assert proc.returncode == 0, f"demo failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     assert "no sound card" in proc.stdout or "Pd (pid" in proc.stdout
+    (out / "stdout.txt").write_text(proc.stdout)
     return out
 
 
@@ -211,7 +213,7 @@ def test_demo_length_from_option_or_environment(monkeypatch: pytest.MonkeyPatch)
     assert parse_args([]).seconds == 7
     assert parse_args(["--seconds", "3"]).seconds == 3
     monkeypatch.delenv("DEMO_SECONDS")
-    assert parse_args([]).seconds == 20
+    assert parse_args([]).seconds == 24
     monkeypatch.setenv("DEMO_SECONDS", "soon")
     with pytest.raises(SystemExit):
         parse_args([])
@@ -272,3 +274,15 @@ def test_the_factory_model_demo_sounds_and_follows_the_sweep(tmp_path: Path) -> 
     start, end = section(knobs, "latent axis 1")
     r_axis1 = knob_vs_centroid(out, "axis1", start, end)
     assert abs(r_axis1) > 0.5, f"the factory model does not follow the axis-1 sweep: r = {r_axis1:.3f}"
+
+
+def test_the_demo_follows_its_built_in_phrase_and_captures_it(demo_out: Path) -> None:
+    """The listening section: the phrase the demo renders plays into main.pd's inlet (the box's input),
+    the long press switches off -> follow -> capture -> off, and what was followed becomes a sound."""
+    said = re.search(r"listening: (\d+) grains of the input phrase followed, captured (capture-\S+)",
+                     (demo_out / "stdout.txt").read_text())
+    assert said and int(said.group(1)) >= 3, (demo_out / "stdout.txt").read_text()
+    _, _, knobs = read_demo(demo_out)
+    modes = [value for _, kind, _, value in knobs["events"] if kind == "listen"]
+    assert modes == [1.0, 2.0, 0.0]
+    assert any(s["name"] == "listening" for s in knobs["sections"])
