@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from runtime.artifact import load_model
 from tests.conftest import REPO, free_udp_port
 from tests.support.pd_harness import osc_bytes
 from tests.support.runtime_helpers import RuntimeProcess
@@ -156,12 +157,14 @@ def test_capture_keeps_an_anchor_that_survives_kill_9(tmp_path: Path) -> None:
         status = runtime.wait_status(lambda s: s["captured_anchors"], "the captured anchor")
         assert status["listen"] == "capture"
         (name,) = status["captured_anchors"]
-        assert status["anchor"] == 16  # after the factory model's 16: off now plays the captured sound
+        anchors = load_model(FACTORY).num_anchors
+        assert status["anchor"] == anchors  # after the model's own: off now plays the captured sound
     finally:
         runtime.signal(signal.SIGKILL)
         runtime.stop()
     saved = json.loads((runtime.state_dir / "anchors" / f"{name}.json").read_text())
-    assert saved["model_hash"] == status["model_sha256"] and len(saved["latent"]) == 16
+    assert saved["model_hash"] == status["model_sha256"]
+    assert len(saved["latent"]) == load_model(FACTORY).latent_dim
     again = RuntimeProcess(tmp_path / "runtime", FACTORY)
     try:
         after = again.wait_status(lambda s: s.get("captured_anchors") is not None, "the restart")
