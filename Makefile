@@ -66,15 +66,18 @@ test: setup
 	$(PY) -m pytest
 
 DEMO_SECONDS ?= 24
+# MODEL=path.ts: the model demo and play use (relative to this folder, or absolute); unset: models/factory.ts.
+MODEL ?=
+MODEL_ARG = $(if $(strip $(MODEL)),--model '$(strip $(MODEL))')
 
 # The main job: about 24 s of the instrument played by a script through the real runtime and headless Pd,
-# with the factory model -> out/demo.wav (played live when there is a sound card) and out/demo.png.
+# with the factory model (or MODEL) -> out/demo.wav (played live when there is a sound card) and out/demo.png.
 demo: setup
-	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m desktop demo
+	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m desktop demo $(MODEL_ARG)
 
 # The same with the Pd window open: play the virtual knobs; close Pd or press Ctrl-C to finish.
 play: setup
-	$(PY) -m desktop demo --gui
+	$(PY) -m desktop demo --gui $(MODEL_ARG)
 
 baseline: setup
 	$(PY) -m trainer baseline --data synth

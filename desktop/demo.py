@@ -42,6 +42,7 @@ from types import FrameType
 import numpy as np
 
 from desktop.performer import GestureLog, Performer
+from runtime.artifact import Model
 from runtime.box import Box
 from runtime.config import FACTORY_MODEL, REPO, Config
 from runtime.controls import VirtualKnobs
@@ -108,7 +109,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
             parser.error(f"DEMO_SECONDS={raw!r} is not a number of seconds; e.g. DEMO_SECONDS=8")
     if not 1 <= seconds <= 3600:
         parser.error(f"the demo's length must be 1 to 3600 s, got {seconds:g}")
-    return Options(seconds, args.gui, args.out.resolve(), args.model.resolve())
+    # any path: relative ones from where it was started (`make demo MODEL=runs/mine/model.ts`), ~ expanded
+    return Options(seconds, args.gui, args.out.resolve(), args.model.expanduser().resolve())
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -433,15 +435,30 @@ def run(options: Options, stop: StopRequest) -> int:
         box.close()
     if not options.wav.exists():
         raise DemoError(f"Pd wrote no recording to {options.wav}; Pd said:\n{pd_log_tail(options)}")
-    summarise(options)
+    how = "played by hand in the Pd window"
+    if performer is not None:
+        sections = ", ".join(s.name for s in performer.sections)
+        how = f"the scripted demo (desktop/performer.py), {options.seconds:g} s: {sections}"
+        how += "" if completed else " (ended early)"
+    summarise(options, box.model, how)
     if completed or options.gui:
         draw(options)
     return 0 if completed else 128 + (stop.signal or signal.SIGINT)
 
 
-def summarise(options: Options) -> None:
+def summarise(options: Options, model: Model, how: str) -> None:
+    """Name the model that played in the WAV's metadata (title: its name; comment: its file, sha256 and
+    how it was played; runtime/wavfile.py) and in the log line, so a take says what made it."""
+    try:
+        from runtime.wavfile import Tags, tag_wav  # soundfile: the train extra, maybe not installed
+
+        tag_wav(options.wav, Tags(title=model.name, software="grainbox desktop demo (pd/main.pd)",
+                                  comment=f"model {model.path.name} sha256 {model.sha256}; {how}"))
+    except (ImportError, OSError, RuntimeError) as e:  # the take itself is fine: keep it untagged
+        print(f"cannot write the model's name into {options.wav}: {e}")
     size = options.wav.stat().st_size
-    print(f"recorded {options.wav} ({size / 1e6:.1f} MB)")
+    print(f"recorded {options.wav} ({size / 1e6:.1f} MB): model {model.name} ({model.path}, "
+          f"sha256 {model.sha256[:12]})")
 
 
 def draw(options: Options) -> None:
