@@ -55,7 +55,11 @@ def test_demo_plays_the_model_it_is_given(tmp_path: Path) -> None:
 
 def make_dry_run(*args: str) -> str:
     """The commands `make ARGS` would run, without running them."""
-    proc = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # Under `make test` this is a sub-make: without --no-print-directory (and the parent's MAKEFLAGS) it
+    # would wrap its output in "Entering/Leaving directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    proc = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
