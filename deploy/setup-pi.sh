@@ -580,13 +580,23 @@ set_owners() {
 }
 
 UNIT_NAMES=(grainbox-cpu-governor.service grainbox-pd.service grainbox-runtime.service)
+# Started by udev, not at boot: a USB MIDI controller plugged in is connected to Pd (deploy/midi-connect.sh).
+TRIGGERED_UNITS=(grainbox-midi-connect.service)
+UDEV_RULES=(90-grainbox-midi.rules)
 
 install_units() {
     step "systemd units"
-    local u before after
+    local u before after rules_before
     before=$CHANGES
-    for u in "${UNIT_NAMES[@]}"; do put_file "$UNITS/$u" 0644 <"$SRC/deploy/systemd/$u"; done
+    for u in "${UNIT_NAMES[@]}" "${TRIGGERED_UNITS[@]}"; do
+        put_file "$UNITS/$u" 0644 <"$SRC/deploy/systemd/$u"
+    done
     after=$CHANGES
+    rules_before=$CHANGES
+    for u in "${UDEV_RULES[@]}"; do put_file "$R/etc/udev/rules.d/$u" 0644 <"$SRC/deploy/udev/$u"; done
+    if ((LIVE && CHANGES > rules_before)) && command -v udevadm >/dev/null; then
+        act "udevadm control --reload (the MIDI rule)" udevadm control --reload
+    fi
     local not_enabled=()
     for u in "${UNIT_NAMES[@]}"; do
         [[ -L $UNITS/multi-user.target.wants/$u ]] || not_enabled+=("$u")

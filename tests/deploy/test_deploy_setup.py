@@ -177,7 +177,7 @@ def test_cpu_governor_command_sets_every_cpu_and_fails_when_one_refuses(read_onl
 
 # systemd-analyze security --offline=yes: 9.6 (governor), 7.4 (Pd), 7.3 (runtime) before the hardening.
 EXPOSURE_AT_MOST = {"grainbox-cpu-governor.service": 1.5, "grainbox-pd.service": 4.0,
-                    "grainbox-runtime.service": 4.0}
+                    "grainbox-runtime.service": 4.0, "grainbox-midi-connect.service": 1.5}
 
 
 def test_systemd_analyze_security_scores_the_units_safe_or_ok() -> None:
@@ -279,6 +279,9 @@ def setup(root: Path, *args: str | Path, script_dir: Path = REPO, check: bool = 
     return result
 
 
+TRIGGERED_BY_UDEV = ("grainbox-midi-connect.service",)
+
+
 def assert_is_a_box(root: Path, factory: Path) -> None:
     box = root / "var/lib/grainbox"
     assert link(box, "current") == box_file_name(factory, "factory-synth")
@@ -293,7 +296,13 @@ def assert_is_a_box(root: Path, factory: Path) -> None:
     wants = root / "etc/systemd/system/multi-user.target.wants"
     for unit in UNITS:
         assert (root / "etc/systemd/system" / unit.name).read_text() == unit.read_text()
-        assert os.readlink(wants / unit.name) == f"/etc/systemd/system/{unit.name}"
+        if unit.name in TRIGGERED_BY_UDEV:  # started when a MIDI controller is plugged in, not at boot
+            assert not (wants / unit.name).exists()
+        else:
+            assert os.readlink(wants / unit.name) == f"/etc/systemd/system/{unit.name}"
+    rule = DEPLOY / "udev" / "90-grainbox-midi.rules"
+    assert (root / "etc/udev/rules.d" / rule.name).read_text() == rule.read_text()
+    assert 'ENV{SYSTEMD_WANTS}+="grainbox-midi-connect.service"' in rule.read_text()
 
 
 def test_setup_pi_builds_the_box_layout_and_a_second_run_changes_nothing(
