@@ -7,7 +7,7 @@ Everything is real: Pd headless (`pd -nogui -noaudio`, real time) playing pd/mai
 Box (model, engine, OSC link), liblo on 127.0.0.1. Without --model it uses models/factory.ts when present,
 else a tiny fixture model whose grains' sums follow the latent point (tests/support/runtime_helpers.py).
 
-1. Latency: 1000 moves of pot 1, each delivered the way the knob box delivers it (the control sink's
+1. Latency: 1000 moves of knob1, each delivered the way the knob box delivers it (the control sink's
    `knob()` call, in the runtime's process), timed until Pd's `/ack` for slot 0 arrives with the checksum
    of the new grain: decode of slot 0 (the engine decodes and sends it before the other slots) + /grain
    over UDP + Pd writing its table + /ack back. A second
@@ -200,7 +200,7 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
         knob_box, in_engine, bad_box = measure_moves(box, clock, moves, lambda v: box.performance.knob(0, v))
         client = liblo.Address(HOST, config.listen_port, liblo.UDP)
         osc, _, bad_osc = measure_moves(
-            box, clock, moves // 5, lambda v: liblo.send(client, liblo.Message("/knob", 0, float(v)))
+            box, clock, moves // 5, lambda v: liblo.send(client, liblo.Message("/knob", 1, float(v)))
         )
         base = statistics.median(rtt)
         print(f"\nPd flags: {' '.join(pd_flags) or '(defaults)'}; model {box.model.name}: grain "
@@ -291,7 +291,7 @@ def load_part(
         next_at = time.monotonic()
         while time.monotonic() - wall0 < seconds:
             knob = rng.choice([0, 1, 2, 3, 7])  # the four axes and the spray: every move is a decode
-            liblo.send(target, liblo.Message("/knob", knob, rng.random()))
+            liblo.send(target, liblo.Message("/knob", knob + 1, rng.random()))
             sent += 1
             next_at += period
             time.sleep(max(0.0, next_at - time.monotonic()))
@@ -323,7 +323,7 @@ def burst_part(target: liblo.Address, status, before: dict) -> None:
     """A knob swept as fast as liblo can send: the engine must coalesce, not queue."""
     moves, start = 2000, time.perf_counter()
     for i in range(moves):
-        liblo.send(target, liblo.Message("/knob", 0, (i % 100) / 99))
+        liblo.send(target, liblo.Message("/knob", 1, (i % 100) / 99))
     sent_ms = (time.perf_counter() - start) * 1e3
     time.sleep(2.5)  # the next status.json (UDP may drop part of a burst: requests counts what arrived)
     after = status()

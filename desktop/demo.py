@@ -360,7 +360,7 @@ def run(options: Options, stop: StopRequest) -> int:
     box = Box(config)
     # The performer (or Pd's virtual knobs) replaces the knob box: gestures go through a log to the same
     # Performance a KnobBox would drive. Box has no controls factory, so swap before start().
-    gestures = GestureLog(box.performance, config.pots)
+    gestures = GestureLog(box.performance, config.knob_actions)
     performer = None if options.gui else Performer(gestures, config, options.seconds)
     box.controls = VirtualKnobs(gestures) if performer is None else performer
     supervisor = threading.Thread(target=box.serve_forever, name="box-supervisor", daemon=True)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.contract import KNOB_NAMES
+
 N_FFT = 2048
 HOP = 512
 TOP_DB = 80.0  # dynamic range shown in the spectrogram
@@ -76,9 +78,10 @@ def smoothed_centroid(
 
 
 def knob_curves(knobs: dict[str, Any], end: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Each pot's step curve (name, times, positions) from the gesture log, held to `end`."""
+    """Each knob's step curve (its action, times, positions) from the gesture log, held to `end`: knob1's
+    first."""
     curves = []
-    for index, name in enumerate(knobs["pots"]):
+    for index, name in enumerate(knobs["knob_actions"]):
         times, values = [0.0], [knobs["initial_knobs"][index]]
         for t, kind, i, value in knobs["events"]:
             if kind == "knob" and i == index:
@@ -158,7 +161,7 @@ def draw(wav: Path, knobs_json: Path, png: Path, title: str = "Grainbox demo") -
                 bbox={"boxstyle": "round,pad=0.2", "fc": "black", "alpha": 0.45, "lw": 0},
             )
 
-    for name, t, v in knob_curves(knobs, duration):
+    for knob, (name, t, v) in zip(KNOB_NAMES, knob_curves(knobs, duration), strict=True):
         if name == "none":
             continue
         moved = np.ptp(v) > 1e-6
@@ -169,7 +172,7 @@ def draw(wav: Path, knobs_json: Path, png: Path, title: str = "Grainbox demo") -
             color=COLOURS.get(name, "#444444"),
             lw=1.8 if moved else 0.8,
             alpha=1.0 if moved else 0.45,
-            label=name,
+            label=f"{knob}: {name}",  # the box's name for the knob, then what it does
         )
     anchor_names = knobs.get("anchor_names", [])
     turns = [(t, index) for t, kind, index, _ in knobs["events"] if kind == "anchor"]

@@ -1,10 +1,11 @@
 """The scripted performer: a timeline of control moves standing in for a player's hands.
 
 `make demo` has no knob box and no player, so this module plays the box instead. It drives the runtime
-through the same `ControlSink` gestures a KnobBox delivers (runtime/controls.py): a pot moved to a
-position, the encoder turned one detent at a time. It reads the script at the knob box's own poll rate and,
-like a 10-bit MCP3008 pot, reports a knob only when it moved by at least one step, so the runtime sees
-exactly what real hands on real pots would give it, and the model, engine, OSC link and Pd do the rest.
+through the same `ControlSink` gestures a KnobBox delivers (runtime/controls.py): a knob (knob1..knob8)
+moved to a position, the encoder turned one detent at a time. It reads the script at the knob box's own
+poll rate and, like a 10-bit MCP3008 pot, reports a knob only when it moved by at least one step, so the
+runtime sees exactly what real hands on real pots would give it, and the model, engine, OSC link and Pd
+do the rest.
 
 The script is written for NOMINAL_SECONDS (24 s) and stretched or squeezed to the length asked for:
 
@@ -47,7 +48,7 @@ def to_knob(control: str, value: float) -> float:
 @dataclass(frozen=True)
 class KnobMove:
     """One knob travels through `path` (evenly spaced in time) from `start` to `end` (nominal seconds).
-    `control` is the pot's action in the config's mapping; values are in that control's unit (knob 0..1
+    `control` is the knob's action in the config's [mapping]; values are in that control's unit (0..1
     for axes and spray, grains/s, ms or semitones for parameters)."""
 
     control: str
@@ -127,9 +128,11 @@ class GestureLog:
     It wraps the Performance, so the scripted performer and the Pd GUI's virtual knobs are logged alike.
     """
 
-    def __init__(self, sink: Any, pots: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, sink: Any, knob_actions: Sequence[str], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.sink = sink  # runtime.performance.Performance (any ControlSink with .state and .engine)
-        self.pots = tuple(pots)
+        self.knob_actions = tuple(knob_actions)  # knob1..knob8's action, as the config maps them
         self.clock = clock
         self.zero = clock()
         self.events: list[tuple[float, str, int, float]] = []  # (t, "knob"|"anchor", index, value)
@@ -176,7 +179,7 @@ class GestureLog:
         with self._lock:
             events = [[round(t, 4), kind, index, round(value, 5)] for t, kind, index, value in self.events]
         return {
-            "pots": list(self.pots),
+            "knob_actions": list(self.knob_actions),
             "initial_knobs": self.initial_knobs,
             "initial_anchor": self.initial_anchor,
             "model": model.name,
@@ -202,11 +205,11 @@ class Performer(Controls):
         self.seconds = seconds
         self.scale = seconds / NOMINAL_SECONDS  # real seconds per nominal second
         self.poll_s = config.poll_ms / 1000
-        self.knob_of = {action: i for i, action in enumerate(config.pots)}
+        self.knob_of = {action: i for i, action in enumerate(config.knob_actions)}
         missing = sorted({m.control for m in MOVES} - set(self.knob_of))
         if missing:
             raise ValueError(
-                f"the demo's script moves {', '.join(missing)}, which no pot is mapped to; "
+                f"the demo's script moves {', '.join(missing)}, which no knob is mapped to; "
                 "run the demo with the default [mapping]"
             )
 

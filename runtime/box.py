@@ -31,8 +31,11 @@ from runtime.engine import Engine, Layout
 from runtime.host import PdHint, detect
 from runtime.link import Link, LinkError
 from runtime.listen import AnchorStore
+from runtime.midimap import MidiMap
+from runtime.model_choice import ChoiceError, is_link_layout, make_current
 from runtime.performance import Performance
 from runtime.presets import PresetStore
+from runtime.surface import Surface
 from runtime.threads import limit_torch_threads
 
 log = logging.getLogger("grainbox")
@@ -104,6 +107,7 @@ class Box:
         self._pings = 0
         self.ack_listeners: list[Any] = []  # callables(slot, checksum), for benchmarks and tests
         self.pong_listeners: list[Any] = []  # callables(ping_id)
+        self._chosen_model: Path | None = None  # a model the patch chose, loaded by the supervisor loop
         self._reload_requested = threading.Event()
         self._reload_reason = ""
         self._last_reload = -math.inf  # time.monotonic() of the last reload
@@ -113,12 +117,15 @@ class Box:
         self._status_dirty = threading.Event()
         self.link = Link(config.listen_port, config.pd_port, self)
         self.engine = Engine(
-            model, self.link, config.slots, config.spray, config.seed, Layout.from_pots(config.pots)
+            model, self.link, config.slots, config.spray, config.seed, Layout.from_pots(config.knob_actions)
         )
         self.engine.listener.smoothing = config.listen_smoothing
         self.presets = PresetStore(config.presets_dir)
         self.anchors = AnchorStore(config.anchors_dir)
         self.performance = Performance(config, self.engine, self.link, self.presets, self.anchors)
+        self.midi = MidiMap(config.state_dir / "midi.json")
+        self.surface = Surface(self.performance, self.link, self.midi, self.model_path.parent)
+        self.performance.changed = self.surface.refresh
         self.controls = controls or make_controls(config, self.performance, pin_factory)
         self._log_model(model, "loaded")
 
@@ -165,6 +172,8 @@ class Box:
         self.engine.start()
         self.engine.request(self.performance.state)  # grains for the starting state; /model goes first
         self.performance.send_params()
+        self.link.send_report()  # Pd may have played before this runtime: learn its parameters
+        self.surface.resend()
         self.controls.start()
         self.write_status()
         self._pd_hint = PdHint(detect(), self.config.pd_port, self.link.port, time.monotonic())
@@ -189,7 +198,10 @@ class Box:
             if watch_due:
                 next_watch = now + self.config.model_poll_s
             reload_due = self._reload_requested.is_set() and now >= self._last_reload + RELOAD_EVERY_S
-            if reload_due or (watch_due and self.watcher.changed()):
+            chosen, self._chosen_model = self._chosen_model, None
+            if chosen is not None:
+                self.choose_model(chosen)
+            elif reload_due or (watch_due and self.watcher.changed()):
                 self._reload_requested.clear()
                 self._last_reload = now
                 log.info("reloading %s (%s)", self.model_path, self._reload_reason or "its target changed")
@@ -252,6 +264,34 @@ class Box:
         self.loaded_at = _now()
         self.last_error = None
         self._log_model(model, "reloaded")
+        self._status_dirty.set()
+        return True
+
+    def choose_model(self, chosen: Path) -> bool:
+        """Play a model from the models on disk, chosen in the patch: checked as a flash's is, and refused
+        (the old one playing on) if it fails; on the box it becomes `current`, the old one `previous`."""
+        try:
+            model = load_model(chosen)
+            if is_link_layout(self.model_path):
+                make_current(self.model_path, chosen)
+                self.watcher.seen = self.watcher.identity()
+            else:  # a desktop plays the file itself, and watches it from now on
+                self.model_path = chosen
+                self.watcher = ModelWatcher(chosen)
+        except (ModelError, ChoiceError, OSError) as e:
+            self.reload_failures += 1
+            self.last_error = f"{chosen}: {e}"
+            log.error("the model chosen in the patch is refused, still playing %s: %s", self.model.name, e)
+            self._status_dirty.set()
+            self.surface.browse(0)
+            return False
+        self.engine.set_model(model)
+        self.performance.model_changed(model)
+        self.fallback = None
+        self.reloads += 1
+        self.loaded_at = _now()
+        self.last_error = None
+        self._log_model(model, "chosen in the patch:")
         self._status_dirty.set()
         return True
 
@@ -323,6 +363,8 @@ class Box:
             "last_decode_ms": round(self.engine.last_decode_ms, 3),
             "torch_threads": torch.get_num_threads(),
             "anchor": self.performance.state.anchor,
+            "anchor_name": self.performance.sound_name(self.performance.state.anchor),
+            "knobs": [round(v, 6) for v in self.performance.state.knobs],  # knob1..knob8, 0..1
             "freeze": self.performance.state.freeze,
             # the audio input (runtime/listen.py)
             "listen": self.engine.listen_mode,
@@ -331,6 +373,10 @@ class Box:
             "input_encoded": self.engine.listener.encoded,
             "last_encode_ms": round(self.engine.listener.last_encode_ms, 3),
             "captured_anchors": [a.name for a in self.performance.captured],
+            # the play surface (runtime/surface.py)
+            "preset": self.performance.preset_name,
+            "midi_map": [list(entry) for entry in self.midi.entries()],
+            "pd_params": dict(self.performance.pd_params),  # each parameter as Pd last reported it
         }
 
     def write_status(self) -> None:
@@ -345,7 +391,14 @@ class Box:
         self.hellos += 1
         log.info("Pd said hello: sending /model and every slot")
         self.engine.resend()
-        self.performance.send_params()
+        self.performance.restore_params()
+        self.surface.resend()
+
+    def on_model_accepted(self) -> None:
+        """Pd took the model (/model_ok). A Pd that started before this runtime listened says no /hello:
+        it gets its parameters and the surface here, as after a hello (twice after a hello: harmless)."""
+        self.performance.restore_params()
+        self.surface.resend()
 
     def on_ack(self, slot: int, checksum: float) -> None:
         self.acks += 1
@@ -357,6 +410,7 @@ class Box:
             listener(slot, checksum)
 
     def on_knob(self, index: int, value: float) -> None:
+        self.surface.patch_moved(index, value)
         self.controls.virtual_knob(index, value)
 
     def on_note(self, pitch: int, velocity: int) -> None:
@@ -374,6 +428,63 @@ class Box:
 
     def on_listen(self, mode: int) -> None:
         self.performance.set_listen(LISTEN_MODES[mode])
+
+    def on_param(self, name: str, value: float) -> None:
+        self.performance.param_reported(name, value)
+
+    def on_anchor_step(self, steps: int) -> None:
+        self.performance.step_anchor(steps)
+
+    def on_anchor_select(self, choice: int | str) -> None:
+        p = self.performance
+        index = choice - 1 if isinstance(choice, int) else p.find_sound(choice)
+        if index is None or not 0 <= index < p.sounds:
+            log.warning("the patch chose sound %s; this model has %d: %s", choice, p.sounds,
+                        ", ".join(p.sound_name(i) for i in range(p.sounds)))
+            self.surface.resend_anchor()
+            return
+        p.choose_anchor(index)
+
+    def on_preset(self, verb: str, name: str, steps: int) -> None:
+        if verb == "save":
+            self.performance.save(name or None)
+        elif verb == "recall":  # no name typed: the preset last saved or recalled, as the box's button does
+            name = name or self.performance.preset_name
+            if name == "-":
+                log.warning("the patch asked to recall a preset, and none was saved or recalled yet; type a "
+                            "name, or save one first")
+                return
+            self.performance.recall(name)
+        else:
+            self.performance.step_preset(steps)
+
+    def on_models(self, steps: int) -> None:
+        self.surface.browse(steps)
+
+    def on_model_load(self, name: str) -> None:
+        chosen = self.surface.find_model(name)
+        if chosen is None:
+            log.warning("the patch chose model %s, which is not in %s", name, self.surface.models_dir)
+            self.surface.browse(0)
+            return
+        self._chosen_model = chosen  # loaded and checked in the supervisor loop, off the OSC thread
+        self._wake.set()
+
+    def on_midimap(self, channel: int, cc: int, control: str) -> None:
+        try:
+            self.midi.learn(channel, cc, control)
+        except (ValueError, OSError) as e:
+            log.error("MIDI map: channel %d CC %d -> %s not kept: %s", channel, cc, control, e)
+            return
+        log.info("MIDI: channel %d CC %d moves %s", channel, cc, control)
+
+    def on_midimap_clear(self) -> None:
+        try:
+            self.midi.clear()
+        except OSError as e:
+            log.error("MIDI map: cannot clear %s: %s", self.midi.path, e)
+            return
+        log.info("MIDI map cleared")
 
 
 def run_box(config: Config) -> int:

@@ -2,27 +2,31 @@
 
 deploy/box.toml is the commented example (and is kept in step with DEFAULTS by a test). A wrong key or
 value raises ConfigError naming the section, the key, what was found and what is accepted, so a typo in
-/etc/grainbox/box.toml shows up in `journalctl -u grainbox` as one readable line.
+/etc/grainbox/box.toml shows up in `journalctl -u grainbox-runtime` as one readable line. A renamed key
+(RENAMED: [mapping] pot1..pot8 are now knob1..knob8) is still read under its old name, with one warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.contract import DEFAULT_KNOB_ACTIONS, KNOB_COUNT, MIN_AXES, SLOTS
+from runtime.contract import DEFAULT_KNOB_ACTIONS, KNOB_NAMES, MIN_AXES, SLOTS
 from runtime.text import excerpt, shown_name
 
 REPO = Path(__file__).resolve().parent.parent
 FACTORY_MODEL = REPO / "models" / "factory.ts"
 DEFAULT_STATE_DIR = Path("~/.local/state/grainbox")
 
-# Every model has at least MIN_AXES axes, so a pot can always be mapped to any of them.
-POT_ACTIONS = tuple(f"axis{i}" for i in range(1, MIN_AXES + 1)) + (
+log = logging.getLogger(__name__)
+
+# Every model has at least MIN_AXES axes, so a knob can always be mapped to any of them.
+KNOB_ACTIONS = tuple(f"axis{i}" for i in range(1, MIN_AXES + 1)) + (
     "density",
     "duration",
     "transpose",
@@ -62,7 +66,7 @@ class Config:
     encoder_a: int = 17
     encoder_b: int = 27
     encoder_button: int = 22
-    pots: tuple[str, ...] = DEFAULT_KNOB_ACTIONS
+    knob_actions: tuple[str, ...] = DEFAULT_KNOB_ACTIONS  # knob1..knob8's [mapping], in order
     encoder: str = "anchor"
     button_press: str = "freeze"
     button_long_press: str = "save_preset"
@@ -164,18 +168,25 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
         "capture_grains": ("capture_grains", _integer(1, SLOTS.high)),
     },
     "mapping": {
-        **{f"pot{i}": (f"pot{i}", _one_of(POT_ACTIONS)) for i in range(1, KNOB_COUNT + 1)},
+        **{name: (name, _one_of(KNOB_ACTIONS)) for name in KNOB_NAMES},
         "encoder": ("encoder", _one_of(ENCODER_ACTIONS)),
         "button_press": ("button_press", _one_of(BUTTON_ACTIONS)),
         "button_long_press": ("button_long_press", _one_of(BUTTON_ACTIONS)),
     },
 }
 
+# Old spellings still read, section -> old key -> new key: [mapping] pot1..pot8 became knob1..knob8 (the
+# names the patch, the docs and runtime/contract.json use), and a box.toml from before must keep playing.
+RENAMED: dict[str, dict[str, str]] = {
+    "mapping": {f"pot{i}": name for i, name in enumerate(KNOB_NAMES, start=1)},
+}
+
 
 def parse_config(data: dict[str, Any], where: str = "box.toml", base_dir: Path | None = None) -> Config:
     """A Config from parsed TOML; relative paths are taken from base_dir (the config file's folder)."""
     values: dict[str, Any] = {}
-    pots = list(Config.pots)
+    knobs = list(Config.knob_actions)
+    renamed: dict[str, list[str]] = {}  # section -> "old is now new", for the one warning
     for section, table in data.items():
         if section not in SCHEMA:
             raise ConfigError(
@@ -185,23 +196,35 @@ def parse_config(data: dict[str, Any], where: str = "box.toml", base_dir: Path |
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: `{section}` must be a [{section}] table of keys")
         for key, raw in table.items():
-            if key not in SCHEMA[section]:
+            new = RENAMED.get(section, {}).get(key, key)
+            if new != key:
+                if new in table:
+                    raise ConfigError(
+                        f"{where}: [{section}] sets both {key} and {new}, the old and the new name of one "
+                        f"control; keep {new} and delete {key}"
+                    )
+                renamed.setdefault(section, []).append(f"{key} is now {new}")
+            if new not in SCHEMA[section]:
                 raise ConfigError(
                     f"{where}: [{section}] has no key {_key(key)}; accepted keys: "
                     + ", ".join(SCHEMA[section])
                 )
-            name, check = SCHEMA[section][key]
+            name, check = SCHEMA[section][new]
             try:
                 value = check(raw)
             except _Rejected as e:
                 raise ConfigError(
                     f"{where}: [{section}] {key} = {excerpt(raw)} is not accepted; expected {e}"
                 ) from None
-            if name.startswith("pot"):
-                pots[int(name[3:]) - 1] = value
+            if name in KNOB_NAMES:
+                knobs[KNOB_NAMES.index(name)] = value
             else:
                 values[name] = value
-    values["pots"] = tuple(pots)
+    if renamed:  # one line per file, however many old keys it has; the file still works as it is
+        moves = [f"[{section}] " + ", ".join(keys) for section, keys in renamed.items()]
+        them = "it" if sum(map(len, renamed.values())) == 1 else "them"
+        log.warning("%s: %s; rename %s", where, "; ".join(moves), them)
+    values["knob_actions"] = tuple(knobs)
     config = Config(**values)
     _check_combination(config, where)
     return _resolve_paths(config, base_dir)

@@ -3,7 +3,8 @@
 Every source speaks to a `ControlSink` with the same five gestures (a knob moved, the encoder turned, its
 button pressed or held, a note played), so the rest of the runtime never knows which box it runs in.
 
-    KnobBox       8 pots on an MCP3008 (hardware SPI), a rotary encoder and its push button, via gpiozero
+    KnobBox       knob1..knob8, pots on MCP3008 channels 0..7 (hardware SPI), a rotary encoder and its push
+                  button, via gpiozero
     VirtualKnobs  /knob and /note sent by the Pd patch's GUI (see docs/osc.md)
     NoControls    nothing: for tests and for driving the box over OSC only
 """
@@ -50,30 +51,30 @@ class Controls:
         """Stop delivering gestures and release any hardware."""
 
     def virtual_knob(self, index: int, value: float) -> None:
-        """A /knob from Pd; only VirtualKnobs acts on it (a knob box's pots are the truth there)."""
-
-    def virtual_note(self, pitch: int, velocity: int) -> None:
-        """A /note from Pd; only VirtualKnobs acts on it."""
-
-
-class NoControls(Controls):
-    """No gestures at all: the box plays what it was last told, and OSC tools can still drive it."""
-
-
-class VirtualKnobs(Controls):
-    """The Pd patch's GUI knobs and keyboard, received as /knob and /note by the OSC link."""
-
-    kind = "virtual"
-
-    def virtual_knob(self, index: int, value: float) -> None:
+        """A /knob from Pd: its slider, a MIDI CC learned in the patch, or gb_knob. The patch plays beside
+        any source, the last move winning: a resting pot sends nothing (KnobFilter), so it never fights a
+        slider; the next turn of the pot takes the knob back."""
         self.sink.knob(index, value)
 
     def virtual_note(self, pitch: int, velocity: int) -> None:
+        """A /note from Pd: its keys or a MIDI keyboard ([notein])."""
         self.sink.note(pitch, velocity)
 
 
+class NoControls(Controls):
+    """No knob box: the box plays what it was last told, and the patch and OSC tools can still drive it."""
+
+
+class VirtualKnobs(Controls):
+    """The Pd patch's GUI knobs and keyboard, received as /knob and /note by the OSC link, are the box's
+    only controls (a desktop, or a box without its knobs)."""
+
+    kind = "virtual"
+
+
 class KnobBox(Controls):
-    """The hardware: 8 pots on an MCP3008, a rotary encoder with a push button, read through gpiozero.
+    """The hardware: knob1..knob8, pots on MCP3008 channels 0..7, and a rotary encoder with a push button,
+    read through gpiozero. The sink gets knob N as index N - 1, the channel it is wired to.
 
     The pots are polled every `poll_ms` in one thread (the MCP3008 cannot interrupt) and each passes a
     KnobFilter, so a resting knob sends nothing. The encoder and button are edge-driven by gpiozero.

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from runtime.artifact import Model
-from runtime.contract import GRAIN_SIZE, KNOB_COUNT
+from runtime.contract import GRAIN_SIZE, KNOB_COUNT, KNOB_OSC_FIRST_INDEX, PARAM_NAMES
 from runtime.liblo_binding import liblo
 from runtime.osc_socket import Dropped, OscSocket, parse
 
@@ -32,6 +32,8 @@ LOGGED_DROPS = 10  # log the first few drops in full, then one line per DROP_LOG
 DROP_LOG_EVERY = 1000
 PD_SAYS = ("/hello", "/ack", "/pong", "/model_ok")  # what only Pd sends: proof that Pd is alive
 RECENT_SUMS = 64  # /acks lag the sends by a few grains while a knob sweeps
+MAX_NAME = 64  # bytes of a name from the patch (anchor, preset, model, control): the files' own limit
+MAX_STEPS = 1000  # an encoder-like step from the patch; more is a bug or an attack, not a gesture
 MAX_INCOMING = 256  # bytes: the longest message Pd sends the runtime but /input is 20 (/ack slot checksum)
 INPUT_BURST = 4  # /input: up to this many grains at once, and on average at most twice the grain rate
 HELLO_EVERY_S = 0.5  # at most two full resends a second, however many /hello arrive
@@ -46,6 +48,7 @@ class LinkHandlers(Protocol):
     """What the link calls for each valid incoming message (from liblo's thread; keep them quick)."""
 
     def on_hello(self) -> None: ...
+    def on_model_accepted(self) -> None: ...
     def on_ack(self, slot: int, checksum: float) -> None: ...
     def on_knob(self, index: int, value: float) -> None: ...
     def on_note(self, pitch: int, velocity: int) -> None: ...
@@ -53,12 +56,26 @@ class LinkHandlers(Protocol):
     def on_reload(self) -> None: ...
     def on_input(self, grain: np.ndarray) -> None: ...
     def on_listen(self, mode: int) -> None: ...
+    def on_param(self, name: str, value: float) -> None: ...
+    def on_anchor_step(self, steps: int) -> None: ...
+    def on_anchor_select(self, choice: int | str) -> None: ...
+    def on_preset(self, verb: str, name: str, steps: int) -> None: ...
+    def on_models(self, steps: int) -> None: ...
+    def on_model_load(self, name: str) -> None: ...
+    def on_midimap(self, channel: int, cc: int, control: str) -> None: ...
+    def on_midimap_clear(self) -> None: ...
 
 
 def input_bytes(grain_size: int) -> int:
     """The length of one /input datagram: address, type tags (i, then a float per sample), arguments."""
     tags = 1 + 1 + grain_size + 1  # ",i" + f * G + NUL
     return 8 + (tags + 3) // 4 * 4 + 4 + 4 * grain_size
+
+
+def _symbol(text: str) -> str:
+    """A name as Pd shows it in a symbol box: one word (Pd splits at spaces), at most MAX_NAME bytes."""
+    word = "_".join(text.split()) or "-"
+    return word.encode()[:MAX_NAME].decode(errors="ignore") or "-"
 
 
 class Malformed(Exception):
@@ -68,6 +85,11 @@ class Malformed(Exception):
 def _finite(*values: float) -> None:
     if not all(math.isfinite(v) for v in values):
         raise Malformed("NaN or inf where a finite number is required")
+
+
+def _name(text: str) -> None:
+    if not 0 < len(text.encode()) <= MAX_NAME or not text.isprintable():
+        raise Malformed(f"a name must be 1-{MAX_NAME} printable bytes")
 
 
 def _in_range(name: str, value: int, low: int, high: int) -> None:
@@ -164,6 +186,17 @@ class Link:
             "/model_ok": ("ffff", self._model_ok),
             "/input": ("", self._input),  # types checked against the grain size in force
             "/listen": ("i", self._listen),
+            # the play surface (docs/osc.md): what the box's encoder and button do, and the patch's state
+            "/param": ("sf", self._param),
+            "/anchor_step": ("i", self._anchor_step),
+            "/anchor_select": ("i|s", self._anchor_select),
+            "/preset_save": ("s", lambda name: self._preset("save", name, 0)),
+            "/preset_recall": ("s", lambda name: self._preset("recall", name, 0)),
+            "/preset_step": ("i", lambda steps: self._preset("step", "", steps)),
+            "/models": ("i", self._models),
+            "/model_load": ("s", self._model_load),
+            "/midimap": ("iis", self._midimap),
+            "/midimap_clear": ("", self.handlers.on_midimap_clear),
         }
 
     def start(self) -> None:
@@ -199,6 +232,35 @@ class Link:
 
     def send_param(self, name: str, value: float) -> None:
         self._send(liblo.Message("/param", name, float(value)))
+
+    def send_knobs(self, knobs: list[float]) -> None:
+        """Where knob1..knob8 are, so the patch's sliders show it and a drag starts from there."""
+        self._send(liblo.Message("/knobs", *(float(v) for v in knobs)))
+
+    def send_anchor(self, number: int, count: int, name: str) -> None:
+        """The sound playing: number 1..count (the model's anchors, then the captured ones) and its name."""
+        self._send(liblo.Message("/anchor", int(number), int(count), _symbol(name)))
+
+    def send_playing(self, model_name: str, preset: str) -> None:
+        """The model playing and the preset last saved or recalled ("-": none)."""
+        self._send(liblo.Message("/playing", _symbol(model_name), _symbol(preset)))
+
+    def send_model_choice(self, number: int, count: int, name: str) -> None:
+        """The entry of the models on disk that the patch's browser points at (name "-": none)."""
+        self._send(liblo.Message("/model_choice", int(number), int(count), _symbol(name)))
+
+    def send_midimap(self, channel: int, cc: int, control: str, low: float, high: float, log_curve: bool,
+                     integer: bool) -> None:
+        """One learned MIDI mapping, with the range and curve of the control it moves."""
+        self._send(liblo.Message("/midimap", int(channel), int(cc), control, float(low), float(high),
+                                 int(log_curve), int(integer)))
+
+    def send_midimap_clear(self) -> None:
+        self._send(liblo.Message("/midimap_clear"))
+
+    def send_report(self) -> None:
+        """Ask Pd for every parameter's value (it answers with one /param each)."""
+        self._send(liblo.Message("/report"))
 
     def send_trigger(self) -> None:
         self._send(liblo.Message("/trigger"))
@@ -246,7 +308,7 @@ class Link:
             expected, handle = route
             if path == "/input":
                 expected = self._input_types()
-            if types != expected:
+            if types not in expected.split("|"):
                 raise Dropped("type_tags", f"type tags ',{types}', expected ',{expected}'")
             try:
                 handle(*message.args)
@@ -274,10 +336,50 @@ class Link:
         _in_range("slot", slot, 0, 1023)
         self.handlers.on_ack(slot, checksum)
 
-    def _knob(self, index: int, value: float) -> None:
+    def _knob(self, number: int, value: float) -> None:
         _finite(value)
-        _in_range("knob index", index, 0, KNOB_COUNT - 1)
-        self.handlers.on_knob(index, min(1.0, max(0.0, value)))
+        first = KNOB_OSC_FIRST_INDEX  # knob1 is /knob 1: one numbering in the patch, box.toml and here
+        _in_range("knob", number, first, first + KNOB_COUNT - 1)
+        self.handlers.on_knob(number - first, min(1.0, max(0.0, value)))
+
+    def _param(self, name: str, value: float) -> None:
+        """Pd reports a parameter's value after it changed (from its GUI, MIDI or a /param)."""
+        _finite(value)
+        if name not in PARAM_NAMES:
+            raise Malformed(f"no parameter named {name[:MAX_NAME]!r}")
+        self.handlers.on_param(name, value)
+
+    def _anchor_step(self, steps: int) -> None:
+        _in_range("steps", steps, -MAX_STEPS, MAX_STEPS)
+        self.handlers.on_anchor_step(steps)
+
+    def _anchor_select(self, choice: int | str) -> None:
+        if isinstance(choice, str):
+            _name(choice)
+        else:
+            _in_range("sound number", choice, 1, 1024)
+        self.handlers.on_anchor_select(choice)
+
+    def _preset(self, verb: str, name: str, steps: int) -> None:
+        if verb == "step":
+            _in_range("steps", steps, -MAX_STEPS, MAX_STEPS)
+        elif name not in ("", "-"):  # "" or "-": save under the next free name
+            _name(name)
+        self.handlers.on_preset(verb, "" if name == "-" else name, steps)
+
+    def _models(self, steps: int) -> None:
+        _in_range("steps", steps, -MAX_STEPS, MAX_STEPS)
+        self.handlers.on_models(steps)
+
+    def _model_load(self, name: str) -> None:
+        _name(name)
+        self.handlers.on_model_load(name)
+
+    def _midimap(self, channel: int, cc: int, control: str) -> None:
+        _in_range("MIDI channel", channel, 1, 16 * 16)  # Pd numbers the channels of port p from 16p + 1
+        _in_range("controller", cc, 0, 127)
+        _name(control)
+        self.handlers.on_midimap(channel, cc, control)
 
     def _note(self, pitch: int, velocity: int) -> None:
         _in_range("pitch", pitch, 0, 127)
@@ -321,4 +423,7 @@ class Link:
 
     def _model_ok(self, sample_rate: float, grain_size: float, latent_dim: float, slots: float) -> None:
         _finite(sample_rate, grain_size, latent_dim, slots)
+        already = self.pd_plays_model
         self.model_accepted = (int(sample_rate), int(grain_size), int(latent_dim), int(slots))
+        if self.pd_plays_model and not already:
+            self.handlers.on_model_accepted()

@@ -1,7 +1,7 @@
 """The performance: what each gesture does, per the config's [mapping].
 
-It is the ControlSink every control source talks to. A pot mapped to an axis or to spray changes the
-control state and asks the engine for new grains; a pot mapped to a synthesis parameter goes straight to
+It is the ControlSink every control source talks to. A knob mapped to an axis or to spray changes the
+control state and asks the engine for new grains; a knob mapped to a synthesis parameter goes straight to
 Pd as /param (no decode needed); the encoder steps through the model's anchors (or the saved presets);
 the button toggles freeze, saves or recalls a preset. A note sets the transposition and fires a grain.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from runtime.artifact import Model
@@ -22,6 +23,8 @@ from runtime.presets import ControlState, PresetError, PresetStore
 log = logging.getLogger(__name__)
 
 MIDDLE_C = 60
+RUNTIME_OWNED = ("freeze", "listen")  # parameters the runtime decides (a preset keeps freeze in its state)
+SAME_KNOB = 1e-4  # a reported parameter this close to its knob's value is the knob's own echo
 
 
 class ParamSender(Protocol):
@@ -32,7 +35,7 @@ class ParamSender(Protocol):
 def initial_state(config: Config) -> ControlState:
     """Axes centred, parameters at their documented defaults, spray off, first anchor, not frozen."""
     knobs = []
-    for action in config.pots:
+    for action in config.knob_actions:
         if action in PARAMS:
             knobs.append(PARAMS[action].to_knob(PARAMS[action].default))
         elif action == "spray":
@@ -57,6 +60,9 @@ class Performance:
         self._lock = threading.RLock()
         self._preset_cursor = -1
         self.transpose_from_note: float | None = None
+        self.pd_params: dict[str, float] = {}  # every parameter's value as Pd last reported it (/param)
+        self.preset_name = "-"  # the preset last saved or recalled
+        self.changed: Callable[[], None] = lambda: None  # the patch shows the state: runtime.surface
         self.captured: list[CapturedAnchor] = []  # anchors captured from the input, for this model
         self.model_changed(engine.model)
         if config.listen != "off":
@@ -77,23 +83,47 @@ class Performance:
     def knob(self, index: int, value: float) -> None:
         with self._lock:
             self.state.knobs[index] = value
-            action = self.config.pots[index]
+            action = self.config.knob_actions[index]
             if action in PARAMS:
                 self.pd.send_param(action, PARAMS[action].from_knob(value))
             elif action != "none":  # an axis or spray: the grains change
                 self.engine.request(self.state)
+        self.changed()
 
     def encoder(self, steps: int) -> None:
         with self._lock:
             if self.config.encoder == "anchor":
-                self.state.anchor = (self.state.anchor + steps) % self.sounds
-                log.info("sound %d: %s", self.state.anchor + 1, self.sound_name(self.state.anchor))
-                self.engine.request(self.state)
+                self.step_anchor(steps)
             elif self.config.encoder == "preset":
-                names = self.presets.names()
-                if names:
-                    self._preset_cursor = (self._preset_cursor + steps) % len(names)
-                    self.recall(names[self._preset_cursor])
+                self.step_preset(steps)
+
+    def step_anchor(self, steps: int) -> None:
+        with self._lock:
+            self.choose_anchor((self.state.anchor + steps) % self.sounds)
+
+    def choose_anchor(self, index: int) -> None:
+        """Play sound `index` (0-based: the model's anchors, then the captured ones)."""
+        with self._lock:
+            self.state.anchor = index % self.sounds
+            log.info("sound %d: %s", self.state.anchor + 1, self.sound_name(self.state.anchor))
+            self.engine.request(self.state)
+        self.changed()
+
+    def find_sound(self, name: str) -> int | None:
+        """The index of the sound called `name` (spaces and underscores alike, as Pd shows names)."""
+        wanted = "_".join(name.split())
+        for index in range(self.sounds):
+            if "_".join(self.sound_name(index).split()) == wanted:
+                return index
+        return None
+
+    def step_preset(self, steps: int) -> None:
+        names = self.presets.names()
+        if names:
+            if self.preset_name in names and self._preset_cursor < 0:
+                self._preset_cursor = names.index(self.preset_name)
+            self._preset_cursor = (self._preset_cursor + steps) % len(names)
+            self.recall(names[self._preset_cursor])
 
     def press(self) -> None:
         self._do(self.config.button_press)
@@ -109,6 +139,18 @@ class Performance:
         self.pd.send_param("transpose", self.transpose_from_note)
         self.pd.send_trigger()
 
+    def param_reported(self, name: str, value: float) -> None:
+        """Pd says a parameter now has `value` (its GUI, a MIDI controller or a /param set it). The runtime
+        keeps it for presets; freeze follows the patch's toggle; a knob mapped to it follows the slider."""
+        with self._lock:
+            self.pd_params[name] = value
+            if name == "freeze" and bool(value) != self.state.freeze:
+                self.set_freeze(bool(value))
+            for index, action in enumerate(self.config.knob_actions):
+                if action == name and abs(PARAMS[name].to_knob(value) - self.state.knobs[index]) > SAME_KNOB:
+                    self.state.knobs[index] = PARAMS[name].to_knob(value)
+        self.changed()
+
     def model_changed(self, model: Model) -> None:
         """A reload may bring fewer anchors, and the captured ones belong to the model they were heard
         with: keep the sound index within what this model has."""
@@ -118,6 +160,7 @@ class Performance:
                 log.warning("captured anchor skipped: %s", skipped)
             self.engine.captured_anchors = [a.latent for a in self.captured]
             self.state.anchor %= self.sounds
+        self.changed()
 
     # ---------------------------------------------------------------------------------------- actions
 
@@ -155,6 +198,7 @@ class Performance:
                     log.info("captured %s: sound %d", anchor.name, self.state.anchor + 1)
             self.engine.request(self.state)
             log.info("listen: %s", mode)
+        self.changed()
 
     def set_freeze(self, frozen: bool) -> None:
         with self._lock:
@@ -162,40 +206,61 @@ class Performance:
             self.pd.send_param("freeze", 1.0 if frozen else 0.0)
             self.engine.set_frozen(frozen)
             log.info("freeze %s", "on" if frozen else "off")
+        self.changed()
 
     def save(self, name: str | None = None) -> str | None:
         with self._lock:
             try:
-                saved = self.presets.save(self.state, name, self.engine.model.name)
+                saved = self.presets.save(self.state, name, self.engine.model.name, self.saved_params())
             except (PresetError, OSError) as e:
                 log.error("saving the preset failed: %s", e)
                 return None
+            self.preset_name = saved
         log.info("saved preset %s", saved)
+        self.changed()
         return saved
+
+    def saved_params(self) -> dict[str, float]:
+        """Every Pd parameter a preset keeps: as Pd reported it, else its default (what Pd loads with)."""
+        return {name: self.pd_params.get(name, p.default) for name, p in PARAMS.items()
+                if name not in RUNTIME_OWNED}
 
     def recall(self, name: str) -> bool:
         try:
-            state = self.presets.load(name)
+            state, params = self.presets.load_preset(name)
         except PresetError as e:
             log.error("%s", e)
             return False
         with self._lock:
             state.anchor %= self.sounds
             self.state = state
+            self.preset_name = name
+            for param, value in params.items():  # the knobs' own parameters follow, from the knobs
+                if param not in self.config.knob_actions and param not in RUNTIME_OWNED:
+                    self.pd.send_param(param, value)
             self.send_params()
             self.engine.set_frozen(False)
             self.engine.request(self.state)
             self.engine.set_frozen(state.freeze)
         log.info("recalled preset %s", name)
+        self.changed()
         return True
+
+    def restore_params(self) -> None:
+        """Pd restarted: give it back every parameter it had reported, then the knobs' and freeze."""
+        with self._lock:
+            for name, value in self.pd_params.items():
+                if name not in self.config.knob_actions and name not in RUNTIME_OWNED:
+                    self.pd.send_param(name, value)
+            self.send_params()
 
     def send_params(self) -> None:
         """Every parameter knob and freeze, as the state has them (after a recall, or when Pd restarts)."""
         with self._lock:
-            for index, action in enumerate(self.config.pots):
+            for index, action in enumerate(self.config.knob_actions):
                 if action in PARAMS:
                     self.pd.send_param(action, PARAMS[action].from_knob(self.state.knobs[index]))
-            if self.transpose_from_note is not None and "transpose" not in self.config.pots:
+            if self.transpose_from_note is not None and "transpose" not in self.config.knob_actions:
                 self.pd.send_param("transpose", self.transpose_from_note)
             self.pd.send_param("freeze", 1.0 if self.state.freeze else 0.0)
             self.pd.send_param("listen", float(LISTEN_MODES.index(self.engine.listen_mode)))

@@ -1,4 +1,6 @@
-"""Presets: a saved control state (knobs, anchor, freeze), one JSON file each under state/presets/.
+"""Presets: a saved control state (knobs, anchor, freeze) and every Pd parameter, one JSON file each under
+state/presets/. Format 2 added `params` (name -> value, in each /param's own unit); a format-1 preset
+still recalls, and leaves the Pd parameters as they are.
 
 Files are written atomically (runtime.atomic), so pulling the plug while saving leaves the previous
 preset or the new one, never half a file. A preset that cannot be read is refused with PresetError
@@ -17,9 +19,11 @@ from typing import Any
 
 from runtime.atomic import TEMP_PREFIX, remove_stale_temps, write_json_atomic
 from runtime.contract import KNOB_COUNT
+from runtime.params import PARAMS
 from runtime.text import excerpt
 
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)  # formats this runtime recalls
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 
 
@@ -55,6 +59,20 @@ class ControlState:
         return cls([float(v) for v in knobs], anchor, freeze)
 
 
+def _params(data: Any) -> dict[str, float]:
+    """A preset's Pd parameters: each a known /param with a finite number, clipped to its range."""
+    if not isinstance(data, dict):
+        raise ValueError("`params` must be an object of parameter names and numbers")
+    params = {}
+    for name, value in data.items():
+        if name not in PARAMS:
+            raise ValueError(f"`params` names {excerpt(name)}, which is not a parameter of this patch")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"`params` {name} must be a finite number")
+        params[name] = min(PARAMS[name].high, max(PARAMS[name].low, float(value)))
+    return params
+
+
 def _unit(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
 
@@ -80,7 +98,8 @@ class PresetStore:
         numbers = [int(m.group(1)) for n in self.names() if (m := re.fullmatch(r"preset-(\d+)", n))]
         return f"preset-{max(numbers, default=0) + 1:03d}"
 
-    def save(self, state: ControlState, name: str | None = None, model_name: str = "") -> str:
+    def save(self, state: ControlState, name: str | None = None, model_name: str = "",
+             params: dict[str, float] | None = None) -> str:
         name = name or self.next_name()
         if not NAME.match(name):
             raise PresetError(
@@ -92,20 +111,25 @@ class PresetStore:
             "model_name": model_name,
             "saved_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             **state.to_json(),
+            "params": {k: round(float(v), 6) for k, v in sorted((params or {}).items())},
         }
         write_json_atomic(self.folder / f"{name}.json", document)
         return name
 
     def load(self, name: str) -> ControlState:
+        return self.load_preset(name)[0]
+
+    def load_preset(self, name: str) -> tuple[ControlState, dict[str, float]]:
+        """The control state and the Pd parameters (empty for a format-1 preset) saved as `name`."""
         path = self.folder / f"{name}.json"
         if not NAME.match(name) or not path.is_file():
             known = ", ".join(self.names()) or "none saved yet"
             raise PresetError(f"no preset named {excerpt(name)} in {self.folder} (presets: {known})")
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format {excerpt(data.get('format'))}, this runtime reads format {FORMAT}")
-            return ControlState.from_json(data)
+            if data.get("format") not in READS:
+                raise ValueError(f"format {excerpt(data.get('format'))}, this runtime reads formats 1 and 2")
+            return ControlState.from_json(data), _params(data.get("params", {}))
         except UnicodeDecodeError as e:
             problem = f"it is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
         except RecursionError:  # json parses nested arrays and objects recursively

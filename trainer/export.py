@@ -6,7 +6,8 @@ What goes in, and where it comes from:
 
     decode, encode      the trained encoder and decoder, scripted, in eval mode, frozen for inference
     center, axes,       PCA of the posterior means of (up to MAX_MAP_GRAINS) training grains: the knob map.
-    scales              Knob k at v in [0, 1] plays center + (2v - 1) * 2 * scales[k] * axes[k].
+    scales              A knob mapped to axis{k + 1}, at v in [0, 1], plays
+                        center + (2v - 1) * 2 * scales[k] * axes[k].
     anchors             up to 32 latent points of real training grains, each the medoid of a k-means cluster
                         of the posterior means (or, for a folder of few files, of one file's grains), named
                         after the synth parameters ("saw low bright") or the source file ("kick_03")
@@ -189,10 +190,10 @@ def choose_anchors(grains, subset: np.ndarray, mu: Tensor, count: int, seed: int
     """Up to `count` anchors among the training grains `subset` (posterior means mu [len(subset), Z]).
 
     A folder with no more files than `count`: one anchor per file, its most typical grain. Otherwise
-    k-means of the posterior means, one anchor per cluster. Anchors are ordered along the first knob axis
-    from its top end down, so stepping through them moves steadily through the sound space and the box
-    starts on the sound at the top of knob 1 (for the factory model: high and bright, a note, where the
-    bottom end is dark noise hits).
+    k-means of the posterior means, one anchor per cluster. Anchors are ordered along the first latent axis
+    (axis1) from its top end down, so stepping through them moves steadily through the sound space and the
+    box starts on the sound at the top of axis1, knob1's by default (for the factory model: high and
+    bright, a note, where the bottom end is dark noise hits).
     """
     sources = np.asarray(grains.train_source)[subset]
     if grains.train_params is None and len(np.unique(sources)) <= count:

@@ -4,7 +4,8 @@
     RUN/plots/reconstructions.png    fixed validation grains: waveform and spectrogram, original beside recon
     RUN/plots/latent_pca.png         posterior means on the first two latent principal axes, coloured by
                                      synth parameter (synth data) or by source file (audio folders)
-    RUN/plots/traversals.png         grains decoded along each of the first principal directions (the knobs)
+    RUN/plots/traversals.png         grains decoded along each latent axis k, the box's `axis{k}` (a knob
+                                     mapped to it plays it: knob1..knob4 play axis1..axis4 by default)
     RUN/audio/reconstructions.wav    each fixed grain as a grain cloud: original, then reconstruction
     RUN/audio/samples.wav            grains decoded from random points of the prior N(0, I)
     RUN/audio/traversal_axis{k}.wav  a slow sweep along latent axis k (the box's control `axis{k}`),
@@ -37,8 +38,8 @@ from trainer.pca import pca_baseline
 from trainer.synth import SHAPE_NAMES
 
 FIXED_GRAINS = 6
-TRAVERSAL_AXES = 8  # the knob map the box gets has 8 axes: one per MCP3008 channel
-TRAVERSAL_SPREADS = np.linspace(-2.0, 2.0, 9)  # a knob covers centre +- 2 std (docs/model-format.md)
+TRAVERSAL_AXES = 8  # the box's axis1..axis8: every model has them, and any knob can be mapped to one
+TRAVERSAL_SPREADS = np.linspace(-2.0, 2.0, 9)  # an axis knob covers centre +- 2 std (docs/model-format.md)
 LATENT_POINTS = 4000  # training grains encoded for the latent plot and map
 PRIOR_SAMPLES = 8
 

@@ -1,9 +1,10 @@
 """The latent map: where the training set sits in latent space, and the directions the box's knobs follow.
 
 The posterior means of the training grains form a cloud in R^Z. Its principal directions, ordered by
-spread, are the knobs: knob k moves the latent point from the cloud's centre along axes[k] by up to
-2 * scales[k] each way (docs/model-format.md). The same map draws the 2-D latent plot and the traversals,
-so what the plots show is what the knobs will do.
+spread, are the axes a knob can be mapped to: a knob on axis{k + 1} (knob1..knob4 are on axis1..axis4 by
+default) moves the latent point from the cloud's centre along axes[k] by up to 2 * scales[k] each way
+(docs/model-format.md). The same map draws the 2-D latent plot and the traversals, so what the plots
+show is what the axis knobs will do.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def traversals(grains: np.ndarray, spreads: np.ndarray, path: Path) -> Path:
     """Grains decoded along each principal direction: grains [K, S, G] at `spreads` std from the centre.
 
     Per axis: the magnitude spectrum (dB) of each decoded grain as an image (position left to right), and
-    three waveforms (both ends and the centre): what turning that knob does to the sound.
+    three waveforms (both ends and the centre): what turning a knob mapped to that axis does to the sound.
     """
     k, s, _ = grains.shape
     fig, axs = plt.subplots(

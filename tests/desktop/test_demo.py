@@ -108,11 +108,11 @@ def section(knobs: dict, name: str) -> tuple[float, float]:
     return s["start"], s["end"]
 
 
-def knob_vs_centroid(out: Path, pot: str, start: float, end: float) -> float:
+def knob_vs_centroid(out: Path, action: str, start: float, end: float) -> float:
     """Pearson correlation, over the frames in [start, end), of a knob's position and the centroid."""
     audio, sr, knobs = read_demo(out)
     times, centroid, _ = spectral_centroid(audio.mean(axis=1), sr)
-    name, kt, kv = next(c for c in knob_curves(knobs, len(audio) / sr) if c[0] == pot)
+    name, kt, kv = next(c for c in knob_curves(knobs, len(audio) / sr) if c[0] == action)
     position = kv[np.clip(np.searchsorted(kt, times, side="right") - 1, 0, len(kv) - 1)]
     frames = (times >= start) & (times < end) & np.isfinite(centroid)
     assert frames.sum() >= 25, f"only {frames.sum()} frames in {name}'s window"
@@ -154,7 +154,7 @@ def test_spectral_centroid_follows_the_latent_sweep(demo_out: Path) -> None:
 def test_gesture_log_covers_the_script(demo_out: Path) -> None:
     """The performer moved every mapped control through the runtime and stepped the encoder there and back."""
     _, _, knobs = read_demo(demo_out)
-    moved = {knobs["pots"][e[2]] for e in knobs["events"] if e[1] == "knob"}
+    moved = {knobs["knob_actions"][e[2]] for e in knobs["events"] if e[1] == "knob"}
     assert {"axis1", "axis2", "axis3", "axis4", "density", "duration", "transpose", "spray"} <= moved
     anchors = [e[2] for e in knobs["events"] if e[1] == "anchor"]
     assert anchors == [1, 2, 3, 2, 1, 0], anchors  # three detents forward, three back (4 anchors)

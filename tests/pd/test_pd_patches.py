@@ -88,13 +88,13 @@ def test_every_abstraction_has_a_help_patch_with_a_reference(name: str) -> None:
     assert pd_lint.has_reference(help_patch)
 
 
-def test_windows_fit_a_1280_by_800_screen() -> None:
+def test_windows_fit_a_1280_by_900_screen() -> None:
     for name in PATCHES:
         for line in (PD_DIR / name).read_text().splitlines():
             match = re.match(r"#N canvas (-?\d+) (-?\d+) (\d+) (\d+)", line)
             if match:
                 x, y, w, h = map(int, match.groups())
-                assert x + w <= 1280 and y + h <= 800, f"{name}: {line}"
+                assert x + w <= 1280 and y + h <= 900, f"{name}: {line}"
 
 
 def test_the_patch_parameters_are_the_contract() -> None:
@@ -141,12 +141,17 @@ def test_every_patch_has_a_picture_of_its_inside(name: str) -> None:
 
 
 def test_the_virtual_knobs_are_the_contract_knobs() -> None:
-    """One name and one count per knob: the patch's sliders are labelled as runtime/contract.json names
-    them, in the order of their /knob index."""
+    """One name and one numbering per knob: slider knobK sends $0-knobK_moved and listens on $0-knobK_in,
+    labelled as runtime/contract.json names it, and /knob's number for it is K (osc_first_index 1)."""
     labels = []
     for _, record in pd_lint.records((PD_DIR / "main.pd").read_text()):
         atoms = record.split()
         if len(atoms) > 12 and atoms[4] == "vsl" and pd_lint.shown([atoms[11]]).startswith("$0-knob"):
-            labels.append((int(pd_lint.shown([atoms[11]]).removeprefix("$0-knob")), atoms[13]))
-    assert [label for _, label in sorted(labels)] == CONTRACT["knobs"]["names"]
-    assert len(labels) == CONTRACT["knobs"]["count"]
+            send, receive, label = pd_lint.shown([atoms[11]]), pd_lint.shown([atoms[12]]), atoms[13]
+            assert (send, receive) == (f"$0-{label}_moved", f"$0-{label}_in")
+            labels.append(label)
+    assert labels == CONTRACT["knobs"]["names"]
+    assert CONTRACT["knobs"]["osc_first_index"] == 1
+    text = (PD_DIR / "main.pd").read_text()
+    for number, name in enumerate(CONTRACT["knobs"]["names"], start=1):
+        assert f"#X msg 250 {30 + 30 * number} {number} \\$1;" in text, f"{name} is not /knob {number}"

@@ -14,7 +14,7 @@ import pytest
 import runtime.artifact
 import trainer.export
 from runtime import contract
-from runtime.config import POT_ACTIONS, Config
+from runtime.config import KNOB_ACTIONS, SCHEMA, Config
 from runtime.params import PARAMS
 from tests.conftest import REPO
 
@@ -114,10 +114,12 @@ def test_runtime_params_are_the_contracts() -> None:
 
 
 def test_the_box_knobs_are_the_contracts() -> None:
-    assert Config().pots == tuple(RAW["knobs"]["default_actions"])
-    assert all(action in POT_ACTIONS for action in Config().pots)
+    assert Config().knob_actions == tuple(RAW["knobs"]["default_actions"])
+    assert all(action in KNOB_ACTIONS for action in Config().knob_actions)
     knobs = RAW["knobs"]
     assert (knobs["count"], tuple(knobs["names"])) == (contract.KNOB_COUNT, contract.KNOB_NAMES)
+    # box.toml's [mapping] keys are the contract's knob names, one per knob, in order
+    assert [key for key in SCHEMA["mapping"] if key.startswith("knob")] == knobs["names"]
 
 
 def test_the_loader_and_the_export_share_the_artifact_constants() -> None:

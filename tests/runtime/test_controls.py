@@ -3,6 +3,7 @@ emulated MCP3008 on the mock SPI pins (tests/support/gpio_fixtures.py) and by ed
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -103,7 +104,7 @@ def test_a_turned_knob_sends_its_new_value_and_reaches_both_ends(factory: MockFa
     try:
         box.poll()
         sink.gestures.clear()
-        chip.codes[2] = 1023
+        chip.codes[2] = 1023  # channel 2: knob3, index 2 to the sink
         for _ in range(30):
             box.poll()
         moves = [g for g in sink.gestures if g[0] == "knob"]
@@ -174,15 +175,15 @@ def test_a_turned_knob_moves_the_latent_point_along_the_first_axis(box_on_mock_p
     wait_until(lambda: box.engine.requests == box.engine.decodes + box.engine.coalesced, what="idle engine")
     before = box.engine.last_points[0].clone()
     decodes = box.engine.decodes
-    chip.codes[0] = 1023  # pot 1 to its stop: axis 1, +2 spreads
-    wait_until(lambda: box.performance.state.knobs[0] == 1.0, what="pot 1 to reach 1.0")
+    chip.codes[0] = 1023  # channel 0 (knob1) to its stop: axis 1, +2 spreads
+    wait_until(lambda: box.performance.state.knobs[0] == 1.0, what="knob1 to reach 1.0")
     wait_until(lambda: box.engine.decodes > decodes and box.engine.last_points[0][0] != before[0],
                what="a decode at the new point")  # fmt: skip
     wait_until(lambda: box.engine.requests == box.engine.decodes + box.engine.coalesced, what="idle engine")
     after = box.engine.last_points[0]
     moved = after - before
     along = torch.dot(moved, model.axes[0])
-    start = box.performance.state  # the other pots sit at their own (noisy) middle
+    start = box.performance.state  # the other knobs sit at their own (noisy) middle
     expected = (1.0 - 0.5) * 2 * 2 * model.scales[0]
     assert abs(along - expected) < 0.01 * abs(expected) + 4 * 2 * 2 * model.scales[0] / 1019
     assert torch.linalg.norm(moved - along * model.axes[0]) < 1e-4, "only axis 1 may move"
@@ -190,9 +191,9 @@ def test_a_turned_knob_moves_the_latent_point_along_the_first_axis(box_on_mock_p
     assert len(peer.of("/grain")) >= 16  # the grains went out
 
 
-def test_pot5_sets_density_and_encoder_and_button_drive_the_performance(box_on_mock_pins: tuple) -> None:
+def test_knob5_sets_density_and_encoder_and_button_drive_the_performance(box_on_mock_pins: tuple) -> None:
     box, chip, peer, factory = box_on_mock_pins
-    chip.codes[4] = 1023  # pot 5: density, exponential, to its top
+    chip.codes[4] = 1023  # channel 4 (knob5): density, exponential, to its top
     wait_until(lambda: ["density", pytest.approx(PARAMS["density"].high)] in peer.of("/param"),
                what="/param density 500")  # fmt: skip
     turn_clockwise(factory, ENC_A, ENC_B)
@@ -208,11 +209,24 @@ def test_pot5_sets_density_and_encoder_and_button_drive_the_performance(box_on_m
     idle = lambda: engine.requests == engine.decodes + engine.coalesced + engine.errors  # noqa: E731
     wait_until(idle, what="idle engine")
     decodes = box.engine.decodes
-    chip.codes[1] = 1023
-    wait_until(lambda: box.performance.state.knobs[1] == 1.0, what="pot 2 to reach 1.0")
+    chip.codes[1] = 1023  # channel 1 (knob2): axis 2
+    wait_until(lambda: box.performance.state.knobs[1] == 1.0, what="knob2 to reach 1.0")
     assert box.engine.decodes == decodes, "frozen: the slots keep their grains"
     button.drive_low()
     wait_until(lambda: box.presets.names(), timeout=10, what="a long press to save a preset")
     button.drive_high()
     assert box.presets.load("preset-001").knobs[1] == 1.0
     assert box.performance.state.freeze, "the long press must not also toggle freeze"
+
+
+def test_the_patch_moves_a_knob_beside_the_knob_box_and_the_pot_takes_it_back(box_on_mock_pins) -> None:
+    """On the box the patch (a slider, a MIDI CC learned there) plays beside the pots: the last move wins."""
+    box, chip, peer, _ = box_on_mock_pins
+    wait_until(lambda: box.performance.state.knobs[2] != 0.0, what="the pots' first reading")
+    peer.runtime_port = box.link.port
+    peer.send("/knob", 3, 0.2)  # knob3 from the patch, where the pot rests at its middle
+    wait_until(lambda: box.performance.state.knobs[2] == pytest.approx(0.2), what="knob3 to follow the patch")
+    time.sleep(0.2)  # 40 polls of the resting (noisy) pot: it must not take the knob back on its own
+    assert box.performance.state.knobs[2] == pytest.approx(0.2)
+    chip.codes[2] = 1023  # the hand turns the pot: it wins
+    wait_until(lambda: box.performance.state.knobs[2] == 1.0, what="the pot to take knob3 back")

@@ -51,7 +51,7 @@ def test_hello_resends_model_every_slot_and_every_parameter(rig: tuple[Box, OscP
 def test_virtual_knobs_notes_and_presets(rig: tuple[Box, OscPeer]) -> None:
     box, peer = rig
     peer.clear()
-    peer.send("/knob", 5, 1.0)  # pot 6: duration, to its top
+    peer.send("/knob", 6, 1.0)  # knob6: duration, to its top
     wait_until(lambda: peer.of("/param"), what="/param duration")
     assert peer.of("/param") == [["duration", pytest.approx(PARAMS["duration"].high)]]
     assert box.engine.decodes == 1, "a parameter pot needs no decode"
@@ -59,7 +59,7 @@ def test_virtual_knobs_notes_and_presets(rig: tuple[Box, OscPeer]) -> None:
     wait_until(lambda: peer.of("/trigger"), what="/trigger")
     assert ["transpose", 7.0] in peer.of("/param")
     saved = box.performance.save()
-    peer.send("/knob", 0, 0.0)
+    peer.send("/knob", 1, 0.0)
     wait_until(lambda: box.engine.decodes == 2, what="the decode for pot 1")
     assert saved == "preset-001" and box.performance.recall(saved)
     wait_until(lambda: box.engine.decodes == 3, what="the decode for the recalled preset")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 import tomllib
@@ -54,7 +55,11 @@ def test_example_box_toml_values_are_the_defaults_except_the_box_paths() -> None
         ("[osc]\npd_port = '9001'", ["pd_port = '9001'", "an integer"]),
         ("[controls]\nkind = 'knobs'", ["kind = 'knobs'", "'box', 'virtual', 'none'"]),
         ("[controls]\nsmoothing = 0", ["smoothing = 0", "a number > 0 and <= 1"]),
-        ("[mapping]\npot3 = 'pitch'", ["pot3 = 'pitch'", "'axis1'", "'transpose'", "'spray'"]),
+        ("[mapping]\nknob3 = 'pitch'", ["knob3 = 'pitch'", "'axis1'", "'transpose'", "'spray'"]),
+        ("[mapping]\npot3 = 'pitch'", ["pot3 = 'pitch'", "'axis1'"]),  # quoted as the file has it
+        ("[mapping]\nknob9 = 'axis1'", ["no key `knob9`", "knob1, knob2", "knob8, encoder"]),
+        ("[mapping]\npot3 = 'axis1'\nknob3 = 'spray'", ["both pot3 and knob3", "keep knob3"]),
+        ("[mapping]\nknob3 = 'spray'\npot3 = 'axis1'", ["both pot3 and knob3", "keep knob3"]),
         ("[mapping]\nbutton_press = true", ["button_press = True", "'freeze'"]),
         ("[engine]\nslots = 0", ["slots = 0", "from 1 to 16"]),
         ("[engine]\nslots = 17", ["slots = 17", "from 1 to 16"]),  # the patch holds 16
@@ -75,10 +80,35 @@ def test_a_wrong_key_or_value_is_named_with_what_is_accepted(toml: str, words: l
 
 def test_mapping_and_relative_paths(tmp_path: Path) -> None:
     path = tmp_path / "box.toml"
-    path.write_text('[model]\npath = "models/current"\n[mapping]\npot8 = "gain"\n[controls]\nkind = "none"\n')
+    path.write_text('[model]\npath = "models/current"\n[mapping]\nknob8 = "gain"\n[controls]\nkind = "none"')
     config = load_config(path)
     assert config.model_path == tmp_path / "models" / "current"
-    assert config.pots[7] == "gain" and config.pots[0] == "axis1" and config.controls == "none"
+    assert (config.knob_actions[0], config.knob_actions[7], config.controls) == ("axis1", "gain", "none")
+
+
+def test_knob_keys_map_knob1_to_knob8_in_order_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    actions = ("spray", "none", "gain", "transpose", "duration", "density", "axis8", "axis1")
+    mapping = {f"knob{i}": action for i, action in enumerate(actions, start=1)}
+    with caplog.at_level(logging.WARNING, logger="runtime.config"):
+        config = parse_config({"mapping": mapping})
+    assert config.knob_actions == actions
+    assert caplog.records == []
+
+
+def test_the_old_pot_keys_still_work_with_one_warning_per_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "box.toml"
+    path.write_text('[mapping]\npot3 = "gain"\npot8 = "none"\nknob1 = "axis2"\n')
+    with caplog.at_level(logging.WARNING, logger="runtime.config"):
+        config = load_config(path)
+    assert config.knob_actions[:3] == ("axis2", "axis2", "gain") and config.knob_actions[7] == "none"
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"{path}: [mapping] pot3 is now knob3, pot8 is now knob8; rename them"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="runtime.config"):
+        parse_config({"mapping": {"pot6": "spray"}})
+    assert [r.getMessage() for r in caplog.records] == ["box.toml: [mapping] pot6 is now knob6; rename it"]
 
 
 def test_command_line_overrides_the_file(tmp_path: Path) -> None:

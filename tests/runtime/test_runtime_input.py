@@ -85,7 +85,7 @@ def test_a_flood_is_rate_limited_coalesced_and_knobs_stay_responsive(runtime_and
     time.sleep(seconds / 2)
     slot0_before = sum(1 for g in peer.of("/grain") if g[0] == 0)
     knob_at = time.monotonic()
-    peer.send("/knob", 0, 0.95)
+    peer.send("/knob", 1, 0.95)
     wait_until(lambda: sum(1 for g in peer.of("/grain") if g[0] == 0) >= slot0_before + 2, 5, "grains")
     knob_ms = (time.monotonic() - knob_at) * 1e3
     flood.join()

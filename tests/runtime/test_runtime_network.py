@@ -99,14 +99,14 @@ def test_a_timetagged_bundle_is_dropped_not_queued(runtime: RuntimeProcess, pd_p
 def test_random_bytes_truncated_oversize_and_non_utf8_datagrams_are_counted_by_reason(
     runtime: RuntimeProcess, pd_peer: OscPeer
 ) -> None:
-    knob = osc_bytes("/knob", "if", 0, 0.5)
+    knob = osc_bytes("/knob", "if", 1, 0.5)
     sent = {
         "not_osc": [b"", b"hello world!", b"\x00\x01\x02\x03garbage!"],
         "truncated": [knob[:-4], knob[:-1]],
         "oversize": [b"/knob\0\0\0,if\0" + bytes(60000)],
         # an address, and a string (where numbers belong), that are not UTF-8
         "not_utf8": [b"/kn\xffob\0\0" + knob[8:], b"/knob\0\0\0,s\0\0\xff\xfe\0\0"],
-        "type_tags": [osc_bytes("/knob", "ii", 0, 1)],
+        "type_tags": [osc_bytes("/knob", "ii", 1, 1)],
     }  # fmt: skip
     for payloads in sent.values():
         for payload in payloads:

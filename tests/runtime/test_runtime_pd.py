@@ -40,7 +40,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[RuntimeProcess, PdProcess, Path]]:
 
 
 def send_knob(port: int, index: int, value: float) -> None:
-    """What main.pd's virtual knob sends: /knob index value, with types ,if (docs/osc.md)."""
+    """What main.pd's virtual knob sends: /knob number value (knob1 is 1), with types ,if (docs/osc.md)."""
     liblo.send(liblo.Address("127.0.0.1", port, liblo.UDP), liblo.Message("/knob", index, float(value)))
 
 
@@ -66,7 +66,7 @@ def test_a_virtual_knob_move_puts_new_grains_in_pds_tables_and_a_pd_restart_gets
     centre = expected_sum(model, 0.5)
     assert all(abs(s - centre) < tolerance for s in start["pd_slot_sums"]), start["pd_slot_sums"]
 
-    send_knob(runtime.port, 0, 0.9)  # pot 1 of the virtual knob box: axis 1
+    send_knob(runtime.port, 1, 0.9)  # knob1 of the virtual knob box: axis 1
     moved_to = expected_sum(model, 0.9)
     assert abs(moved_to - centre) > 100 * tolerance, "the fixture's point must change the grain"
     moved = runtime.wait_status(
@@ -75,7 +75,7 @@ def test_a_virtual_knob_move_puts_new_grains_in_pds_tables_and_a_pd_restart_gets
         "Pd to hold the grains of the new point",
     )
 
-    send_knob(runtime.port, 7, 1.0)  # pot 8: spray, so every slot gets its own grain
+    send_knob(runtime.port, 8, 1.0)  # knob8: spray, so every slot gets its own grain
     spread = runtime.wait_status(
         lambda s: in_sync(s, moved["pd_acks"] + SLOTS)
         and len({round(x, 1) for x in s["pd_slot_sums"]}) == SLOTS,

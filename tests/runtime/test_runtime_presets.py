@@ -34,7 +34,9 @@ def test_save_recall_and_numbering(tmp_path: Path) -> None:
     ("content", "words"),
     [
         ("{not json", "cannot be recalled"),
-        ('{"format": 2, "knobs": [0.5], "anchor": 0, "freeze": false}', "format 2"),
+        ('{"format": 3, "knobs": [0.5], "anchor": 0, "freeze": false}', "format 3"),
+        ('{"format": 2, "knobs": [0,0,0,0,0,0,0,0], "anchor": 0, "freeze": false, "params": {"loud": 1}}',
+         "loud"),
         ('{"format": 1, "knobs": [0.5, 2], "anchor": 0, "freeze": false}', "8 numbers in 0..1"),
         ('{"format": 1, "knobs": [0,0,0,0,0,0,0,0], "anchor": -1, "freeze": false}', "anchor"),
     ],

@@ -85,12 +85,12 @@ def hostile_messages(rng: random.Random) -> Iterator[tuple[str, tuple[Any, ...]]
         lambda: (f"/{rng.choice(['knobs', 'grain', 'x', 'knob/0', 'KNOB'])}{rng.randrange(99)}", (1,)),
         lambda: ("/", ()),
         lambda: ("/knob", ()),  # empty
-        lambda: ("/knob", (rng.randrange(8),)),  # too few
+        lambda: ("/knob", (rng.randrange(1, 9),)),  # too few
         lambda: ("/knob", (1, 0.5, 0.5)),  # too many
         lambda: ("/knob", (0.5, 0.5)),  # index as a float
         lambda: ("/knob", (1, "loud")),  # a string value
-        lambda: ("/knob", (rng.randrange(8), rng.choice([nan, inf, -inf]))),
-        lambda: ("/knob", (rng.choice([-1, 8, 2**31 - 1, -(2**31)]), 0.5)),  # no such knob
+        lambda: ("/knob", (rng.randrange(1, 9), rng.choice([nan, inf, -inf]))),
+        lambda: ("/knob", (rng.choice([-1, 0, 9, 2**31 - 1, -(2**31)]), 0.5)),  # no such knob
         lambda: ("/knob", (("h", 1), ("d", 0.5))),  # 64-bit types
         lambda: ("/knob", (("b", b"\x00\xff" * 8), ("N", None))),  # blob and nil
         lambda: ("/knob", tuple(rng.random() for _ in range(rng.randrange(1000, 8000)))),  # huge

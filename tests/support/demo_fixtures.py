@@ -6,10 +6,11 @@ buffers are chosen rather than random:
 
 - every anchor sits at z0 = z15 = 1 (equal parts of the lowest and the highest sine), the others adding a
   little of dimensions 1..7 so that the encoder audibly changes the sound;
-- axes[0] = (e15 - e0) / sqrt(2) with scale 1/sqrt(2), so the axis-1 knob (docs/model-format.md: offset
+- axes[0] = (e15 - e0) / sqrt(2) with scale 1/sqrt(2), so knob1, on axis1 (docs/model-format.md: offset
   (2v - 1) * 2 * scale * axis) moves from pure low sine (v = 0: z0 = 2, z15 = 0) to pure high sine
   (v = 1: z0 = 0, z15 = 2). The spectral centroid therefore rises monotonically with the knob;
-- axes 1..7 are e1..e7 (orthonormal to axis 0), so the other knobs change the timbre but not along it.
+- axes 1..7 are e1..e7 (orthonormal to axis 0), so the other axis knobs change the timbre but not
+  along it.
 
 The result is a valid schema-1 artifact (it passes `python -m runtime check`), built without the trainer.
 """

@@ -1,4 +1,4 @@
-"""`python -m trainer audition RUN`: listen to a run: reconstructions, random samples, then each knob's sweep.
+"""`python -m trainer audition RUN`: listen to a run: reconstructions, random samples, then each axis's sweep.
 
 Plays the WAVs that training wrote into RUN/audio (trainer/grain_report.py) through the default sound
 card with sounddevice, announcing each one. With no sound card (a server, CI, a container) it says so and
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-HELP = "play a run's reconstructions and knob traversals through the sound card (or name the WAVs to open)"
+HELP = "play a run's reconstructions and latent-axis traversals through the sound card (or name the WAVs)"
 ORDER = ("reconstructions", "samples", "traversal")
 
 

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--axes",
         type=int,
         default=MIN_AXES,
-        help=f"knob axes K, {MIN_AXES}..latent size ({MIN_AXES}: one per knob)",
+        help=f"latent axes K the knobs can be mapped to (axis1..axisK), {MIN_AXES}..latent size "
+        f"({MIN_AXES}: one for each knob)",
     )
     p.add_argument("--anchors", type=int, default=16, help=f"named anchor sounds, 1..{MAX_ANCHORS} (16)")
     p.add_argument("--cache-dir", type=Path, default=None, help="grain cache of the run's data (default)")
