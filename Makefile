@@ -98,7 +98,7 @@ clean:
 # docs/pd/*.png: main.pd and every abstraction's inside, drawn by the real Pd GUI under Xvfb.
 pd-pictures: apt
 	$(call apt_install,$(PICTURE_APT_PACKAGES))
-	xvfb-run -a -s "-screen 0 1280x800x24" pd/screenshot.sh docs/pd
+	xvfb-run -a -s "-screen 0 1280x900x24" pd/screenshot.sh docs/pd
 
 # Every benchmark, one after another (about an hour on 2 cores; each prints its own table).
 bench: setup
