@@ -21,9 +21,11 @@ import pytest
 import torch
 
 from runtime.artifact import load_model
+from runtime.midimap import MidiMap
 from runtime.params import PARAMS
 from tests.conftest import free_udp_port
 from tests.support.model_fixtures import write_broken, write_valid
+from tests.support.osc_peer import OscPeer
 from tests.support.pd_remote import PdRemote, Window
 from tests.support.runtime_helpers import RuntimeProcess, wait_until, write_checksum_model
 from tests.support.runtime_pd import PdProcess, pd_available
@@ -156,6 +158,42 @@ def test_the_patch_shows_the_runtimes_knobs_and_a_drag_moves_on_from_there(rig: 
                             f"Pd to report density {density:.3f}")  # fmt: skip
 
 
+def test_a_patch_opened_before_the_runtime_gets_its_knobs_and_midi_map_when_it_starts(tmp_path: Path) -> None:
+    # the box's boot order: Pd is up first, saying /hello to a runtime that is not listening yet. The
+    # runtime, starting, sends it everything (/model and the grains, the knobs, the MIDI map the box learned
+    # before this boot), and again when the patch takes the model (/model_ok): no /hello is needed
+    model = write_checksum_model(tmp_path / "model.ts")
+    MidiMap(tmp_path / "state" / "midi.json").learn(1, 21, "knob3")
+    pd_port, runtime_port, remote_port = free_udp_port(), free_udp_port(), free_udp_port()
+    pd = PdProcess(tmp_path / "pd", pd_port, runtime_port, remote_port=remote_port)
+    remote = PdRemote(remote_port)
+    runtime = None
+    try:
+        pd.start()
+        early = OscPeer(port=runtime_port)  # stands where the runtime will listen, to hear Pd is up
+        try:
+            assert early.wait_for(lambda: early.of("/hello"), timeout=30), f"Pd said no /hello; {pd.log()}"
+        finally:
+            early.close()
+        runtime = RuntimeProcess(tmp_path, model, pd_port=pd_port, controls="virtual", osc_port=runtime_port)
+        status = runtime.wait_status(in_sync, "the runtime to give the running Pd its grains", timeout=60)
+        assert status["knobs"][0] == 0.5  # and the patch's sliders, as saved in main.pd, stand at 0
+        window = Window(remote, "main.pd")
+        x, y = knob_centre(1)
+        window.press(x, y)  # the slider outputs what it shows: the runtime's 0.5 (0 had it missed the knobs)
+        window.move(x, y - 1)
+        status = runtime.wait_status(lambda s: s["knobs"][0] != 0.5, "knob1 to follow a one-pixel drag")
+        window.release(x, y - 1)
+        assert 0.5 < status["knobs"][0] <= 0.5 + SLIDER_STEP + 1e-4, status["knobs"]
+        control_change_to(remote, 1, 21, 127)
+        runtime.wait_status(lambda s: s["knobs"][2] == 1.0, "the learned CC 21 to turn knob3 to its top")
+    finally:
+        remote.close()
+        pd.kill()
+        if runtime is not None:
+            runtime.stop()
+
+
 def type_into(window: Window, x: int, y: int, text: str) -> None:
     """Click an atom box and type `text` and Return, as the keyboard does in Pd's window."""
     window.click(x, y)
@@ -224,9 +262,13 @@ def test_a_preset_saved_in_the_patch_recalls_the_filter_and_the_reverb_in_pd(rig
 TONE_SLIDER = (690, 123)  # OUTPUT's tone slider, inside [grainbox-params] on main.pd
 
 
-def control_change(rig: Rig, channel: int, cc: int, value: int) -> None:
+def control_change_to(remote: PdRemote, channel: int, cc: int, value: int) -> None:
     """A MIDI CC as Pd's MIDI input delivers it to every [ctlin]: the list `cc value channel` on #ctlin."""
-    rig.remote.send("#ctlin", cc, value, channel)
+    remote.send("#ctlin", cc, value, channel)
+
+
+def control_change(rig: Rig, channel: int, cc: int, value: int) -> None:
+    control_change_to(rig.remote, channel, cc, value)
 
 
 def test_a_cc_learned_in_the_patch_moves_its_control_and_the_map_survives_a_restart(rig: Rig) -> None:

@@ -69,9 +69,9 @@ class RuntimeProcess:
 
     def __init__(
         self, tmp_path: Path, model: Path, pd_port: int | None = None, controls: str = "none",
-        extra: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (), osc_port: int | None = None,
     ) -> None:
-        self.port = free_udp_port()
+        self.port = osc_port or free_udp_port()
         self.pd_port = pd_port or free_udp_port()
         self.state_dir = tmp_path / "state"
         self.log_path = tmp_path / "runtime.log"
