@@ -80,9 +80,10 @@ class MidiMap:
                                                                                            list):
                 raise ValueError(f"not a format-{FORMAT} MIDI map")
             for entry in data["map"]:
-                channel, cc, control = entry.get("channel"), entry.get("cc"), entry.get("control")
-                if (isinstance(channel, int) and 1 <= channel <= 256 and isinstance(cc, int)
-                        and 0 <= cc <= 127 and control in CONTROLS):
+                fields = entry if isinstance(entry, dict) else {}  # one bad entry costs only itself
+                channel, cc, control = fields.get("channel"), fields.get("cc"), fields.get("control")
+                if (_is_int(channel) and 1 <= channel <= 256 and _is_int(cc) and 0 <= cc <= 127
+                        and control in CONTROLS):
                     self._map[(channel, cc)] = control
                 else:
                     self.skipped.append(f"{self.path}: entry {json.dumps(entry)[:80]} is not a mapping")
@@ -93,3 +94,7 @@ class MidiMap:
             self.skipped.append(f"{self.path} cannot be read ({e}); moved to {aside.name}, learn again")
         for why in self.skipped:
             log.warning("MIDI map: %s", why)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON's true is not channel 1
