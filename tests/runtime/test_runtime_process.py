@@ -109,6 +109,23 @@ def hostile_messages(rng: random.Random) -> Iterator[tuple[str, tuple[Any, ...]]
         lambda: ("/knob", (("T", True), ("F", False))),
         lambda: ("/knob", (("S", "sym"), ("c", "c"))),
         lambda: ("/knob", (("m", (1, 2, 3, 4)), ("t", 1.5))),
+        # the play surface's addresses (the patch's SOUND, PRESET, MODEL and MIDI panels)
+        lambda: ("/midimap", (rng.choice([0, 257, -1]), 21, "knob1")),  # no such MIDI channel
+        lambda: ("/midimap", (1, rng.choice([-1, 128, 2**31 - 1]), "knob1")),  # no such controller
+        lambda: ("/midimap", (1, 21, rng.choice(["", "knob\n1", "k" * 65]))),  # not a name
+        lambda: ("/midimap", (1.0, 21.0, "knob1")),
+        lambda: ("/midimap_clear", (1,)),
+        lambda: ("/model_load", (rng.choice(["", "../models/x.ts\x07", "m" * 65 + ".ts"]),)),
+        lambda: ("/models", (rng.choice([1001, -1001, 2**31 - 1]),)),
+        lambda: ("/anchor_select", (rng.choice([0, 1025, -(2**31)]),)),
+        lambda: ("/anchor_select", (rng.choice(["", "\x1b[2J", "s" * 65]),)),
+        lambda: ("/anchor_select", (1.5,)),
+        lambda: ("/anchor_step", (rng.choice([1001, -(2**31)]),)),
+        lambda: ("/preset_step", (rng.choice([1001, -1001]),)),
+        lambda: ("/preset_save", (rng.choice(["a\tb", "p" * 65]),)),
+        lambda: ("/preset_recall", (1,)),
+        lambda: ("/param", (rng.choice(["no_such", "TONE", "listen "]), 0.5)),
+        lambda: ("/param", ("tone", rng.choice([nan, inf]))),
     ]
     while True:
         yield rng.choice(kinds)()
