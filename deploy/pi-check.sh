@@ -268,7 +268,7 @@ run_with_pd() {
     local fail=""
     if acks=$("$HOST_PY" "$SRC/deploy/pi_check.py" wait-acks "$dir/state/status.json" 8 240); then
         echo "   Pd acknowledged $acks grains after /hello (all 8 slots, checksums right)"
-        oscsend 127.0.0.1 "$rt_port" /knob if 0 0.9
+        oscsend 127.0.0.1 "$rt_port" /knob if 1 0.9  # knob1 (knobs are 1..8 on the wire)
         if acks=$("$HOST_PY" "$SRC/deploy/pi_check.py" wait-acks "$dir/state/status.json" $((acks + 8)) 120); then
             echo "   after a knob move: $acks grains acknowledged, no checksum mismatch"
         else fail="Pd did not acknowledge the grains of a knob move"; fi
