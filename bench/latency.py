@@ -191,6 +191,9 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
     clock = AckClock(slots - 1)
     box.ack_listeners.append(clock)
     box.start()
+    # the supervisor, as `runtime run` has it: it also shows the patch each knob move (off this path)
+    supervisor = threading.Thread(target=box.serve_forever, daemon=True)
+    supervisor.start()
     try:
         wait_until(lambda: box.slots_confirmed() == slots, 60, "Pd to confirm the starting grains")
         rtt = ping_rtt(box)
@@ -231,8 +234,9 @@ def latency_part(model: Path, workdir: Path, moves: int, slots: int, pd_flags: t
               f"goal p50 < 2 ms, p99 < 5 ms: {'met' if met else 'NOT met'}")  # fmt: skip
         return met
     finally:
-        box.close()
         box.stop()
+        supervisor.join()
+        box.close()
         pd.kill()
 
 
