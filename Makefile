@@ -61,9 +61,12 @@ $(STAMP): pyproject.toml
 lint: venv
 	$(PY) -m ruff check .
 
+# The tests, then (as root) the box installed and played on an emulated Raspberry Pi: what CI runs.
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory pi-check; \
+	else echo "not run: the box on an emulated Pi needs root (sudo make pi-check)"; fi
 
 DEMO_SECONDS ?= 24
 # MODEL=path.ts: the model demo and play use (relative to this folder, or absolute); unset: models/factory.ts.
