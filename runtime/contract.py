@@ -82,3 +82,17 @@ SCALE_PITCH_CLASSES: dict[str, tuple[int, ...]] = {
 # integer, unit, doc, control. runtime.params turns them into Param objects with the knob mapping.
 PARAM_ROWS: tuple[dict[str, Any], ...] = tuple(CONTRACT["params"])
 PARAM_NAMES: tuple[str, ...] = tuple(row["name"] for row in PARAM_ROWS)
+
+# Names on the OSC bus (sounds, presets, models, controls) are one Pd word: Pd splits a symbol box's text at
+# spaces, so the runtime sends "saw high warm" as saw_high_warm, and the patch sends it back that way.
+MAX_NAME = 64  # bytes of such a name: the files' own limit
+
+
+def pd_word(text: str) -> str:
+    """`text` as the patch shows it and sends it back: spaces as `_`, at most MAX_NAME bytes, "-" for none.
+
+    >>> pd_word("saw high  warm")
+    'saw_high_warm'
+    """
+    word = "_".join(text.split()).encode()[:MAX_NAME].decode(errors="ignore")
+    return word or "-"

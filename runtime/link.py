@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from runtime.artifact import Model
-from runtime.contract import GRAIN_SIZE, KNOB_COUNT, KNOB_OSC_FIRST_INDEX, PARAM_NAMES
+from runtime.contract import GRAIN_SIZE, KNOB_COUNT, KNOB_OSC_FIRST_INDEX, MAX_NAME, PARAM_NAMES, pd_word
 from runtime.liblo_binding import liblo
 from runtime.osc_socket import Dropped, OscSocket, parse
 
@@ -32,7 +32,6 @@ LOGGED_DROPS = 10  # log the first few drops in full, then one line per DROP_LOG
 DROP_LOG_EVERY = 1000
 PD_SAYS = ("/hello", "/ack", "/pong", "/model_ok")  # what only Pd sends: proof that Pd is alive
 RECENT_SUMS = 64  # /acks lag the sends by a few grains while a knob sweeps
-MAX_NAME = 64  # bytes of a name from the patch (anchor, preset, model, control): the files' own limit
 MAX_STEPS = 1000  # an encoder-like step from the patch; more is a bug or an attack, not a gesture
 MAX_INCOMING = 256  # bytes: the longest message Pd sends the runtime but /input is 20 (/ack slot checksum)
 INPUT_BURST = 4  # /input: up to this many grains at once, and on average at most twice the grain rate
@@ -70,12 +69,6 @@ def input_bytes(grain_size: int) -> int:
     """The length of one /input datagram: address, type tags (i, then a float per sample), arguments."""
     tags = 1 + 1 + grain_size + 1  # ",i" + f * G + NUL
     return 8 + (tags + 3) // 4 * 4 + 4 + 4 * grain_size
-
-
-def _symbol(text: str) -> str:
-    """A name as Pd shows it in a symbol box: one word (Pd splits at spaces), at most MAX_NAME bytes."""
-    word = "_".join(text.split()) or "-"
-    return word.encode()[:MAX_NAME].decode(errors="ignore") or "-"
 
 
 class Malformed(Exception):
@@ -239,15 +232,15 @@ class Link:
 
     def send_anchor(self, number: int, count: int, name: str) -> None:
         """The sound playing: number 1..count (the model's anchors, then the captured ones) and its name."""
-        self._send(liblo.Message("/anchor", int(number), int(count), _symbol(name)))
+        self._send(liblo.Message("/anchor", int(number), int(count), pd_word(name)))
 
     def send_playing(self, model_name: str, preset: str) -> None:
         """The model playing and the preset last saved or recalled ("-": none)."""
-        self._send(liblo.Message("/playing", _symbol(model_name), _symbol(preset)))
+        self._send(liblo.Message("/playing", pd_word(model_name), pd_word(preset)))
 
     def send_model_choice(self, number: int, count: int, name: str) -> None:
         """The entry of the models on disk that the patch's browser points at (name "-": none)."""
-        self._send(liblo.Message("/model_choice", int(number), int(count), _symbol(name)))
+        self._send(liblo.Message("/model_choice", int(number), int(count), pd_word(name)))
 
     def send_midimap(self, channel: int, cc: int, control: str, low: float, high: float, log_curve: bool,
                      integer: bool) -> None:

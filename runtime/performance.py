@@ -15,6 +15,7 @@ from typing import Protocol
 
 from runtime.artifact import Model
 from runtime.config import LISTEN_MODES, Config
+from runtime.contract import pd_word
 from runtime.engine import Engine
 from runtime.listen import AnchorStore, CapturedAnchor
 from runtime.params import PARAMS
@@ -111,9 +112,9 @@ class Performance:
 
     def find_sound(self, name: str) -> int | None:
         """The index of the sound called `name` (spaces and underscores alike, as Pd shows names)."""
-        wanted = "_".join(name.split())
+        wanted = pd_word(name)
         for index in range(self.sounds):
-            if "_".join(self.sound_name(index).split()) == wanted:
+            if pd_word(self.sound_name(index)) == wanted:
                 return index
         return None
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from runtime.artifact import Model, ModelError, load_model
 from runtime.config import Config
-from runtime.contract import DEFAULT_KNOB_ACTIONS, KNOB_COUNT, KNOB_NAMES
+from runtime.contract import DEFAULT_KNOB_ACTIONS, KNOB_COUNT, KNOB_NAMES, pd_word
 from runtime.engine import Engine, Layout
 from runtime.params import PARAMS, Param
 from runtime.pd_batch import PD_BINARY, Score, render
@@ -201,9 +201,9 @@ def find_anchor(model: Model, anchor: str | None) -> int:
         if not 1 <= number <= len(names):
             raise UsageError(f"--anchor {number}: the model has sounds 1 to {len(names)} ({listed})")
         return number - 1
-    wanted = "_".join(text.lower().split())
+    wanted = pd_word(text.lower())
     for index, name in enumerate(names):
-        if "_".join(name.lower().split()) == wanted:
+        if pd_word(name.lower()) == wanted:
             return index
     raise UsageError(f"--anchor {anchor!r}: no sound of that name; the model's sounds are {listed}")
 

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from runtime.contract import pd_word
 from runtime.midimap import MidiMap, control_range
 from runtime.performance import Performance
 
@@ -120,5 +121,5 @@ class Surface:
 
     def find_model(self, name: str) -> Path | None:
         """The model file the patch names (Pd shows spaces as underscores)."""
-        wanted = "_".join(name.split())
-        return next((f for f in self.models() if "_".join(f.name.split()) == wanted), None)
+        wanted = pd_word(name)
+        return next((f for f in self.models() if pd_word(f.name) == wanted), None)
